@@ -1,0 +1,133 @@
+package auth
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Kind is the kind of webhook a credential may post.
+type Kind string
+
+const (
+	KindHits   Kind = "hits"
+	KindDeploy Kind = "deploy"
+)
+
+// Bucket key prefixes, as the contract defines them.
+const (
+	TokenKeyPrefix      = "tok."
+	CredentialKeyPrefix = "cred."
+)
+
+// TokenKey returns the bucket key that makes the token with hash h valid.
+func TokenKey(h Hash) string { return TokenKeyPrefix + h.String() }
+
+// CredentialKey returns the management key of credential id.
+func CredentialKey(id string) string { return CredentialKeyPrefix + id }
+
+// Credential is the record a token key holds. Its JSON form is the contract's
+// key-value schema.
+type Credential struct {
+	ID        string     `json:"id"`
+	Org       string     `json:"org"`
+	App       string     `json:"app"`
+	Kind      Kind       `json:"kind"`
+	Name      string     `json:"name"`
+	Version   int64      `json:"version"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at"`
+}
+
+// Record is the management form of a credential kept under cred.<id>.
+type Record struct {
+	Credential
+	TokenSHA256 string `json:"token_sha256"`
+}
+
+// ValidName reports whether s may name an organization or application: it
+// reaches a NATS subject, so nothing else is allowed (^[a-z0-9][a-z0-9_-]{0,62}$).
+func ValidName(s []byte) bool { return validIdent(s, 63) }
+
+// ValidID reports whether s is a credential id (^[a-z0-9][a-z0-9_-]{0,63}$).
+func ValidID(s string) bool { return validIdent([]byte(s), 64) }
+
+func validIdent(s []byte, maxLen int) bool {
+	if len(s) == 0 || len(s) > maxLen {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '_' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Validate checks a credential as read from the bucket or about to be written.
+func (c *Credential) Validate() error {
+	var errs []error
+	if !ValidID(c.ID) {
+		errs = append(errs, fmt.Errorf("id %q is not a valid id", c.ID))
+	}
+	if !ValidName([]byte(c.Org)) {
+		errs = append(errs, fmt.Errorf("org %q is not a valid name", c.Org))
+	}
+	switch c.Kind {
+	case KindHits:
+		if c.App != "" && !ValidName([]byte(c.App)) {
+			errs = append(errs, fmt.Errorf("app %q is not a valid name", c.App))
+		}
+	case KindDeploy:
+		if !ValidName([]byte(c.App)) {
+			errs = append(errs, fmt.Errorf("deploy credential needs a valid app, got %q", c.App))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("kind %q is neither hits nor deploy", c.Kind))
+	}
+	if c.Version < 1 {
+		errs = append(errs, fmt.Errorf("version %d is below 1", c.Version))
+	}
+	return errors.Join(errs...)
+}
+
+// ParseCredential decodes and validates the value of a tok. key.
+func ParseCredential(data []byte) (*Credential, error) {
+	var c Credential
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("auth: credential record: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("auth: credential record %q: %w", c.ID, err)
+	}
+	return &c, nil
+}
+
+// Expired reports whether the credential has expired at now.
+func (c *Credential) Expired(now time.Time) bool {
+	return c.ExpiresAt != nil && !now.Before(*c.ExpiresAt)
+}
+
+// Scope is the outcome of checking a credential against a request.
+type Scope int
+
+const (
+	ScopeOK Scope = iota
+	ScopeWrongKind
+	ScopeWrongApp
+)
+
+// Allows reports whether the credential may post a webhook of kind to app.
+func (c *Credential) Allows(kind Kind, app []byte) Scope {
+	if c.Kind != kind {
+		return ScopeWrongKind
+	}
+	if c.App != "" && c.App != string(app) {
+		return ScopeWrongApp
+	}
+	return ScopeOK
+}

@@ -1,0 +1,276 @@
+package auth
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrInvalidToken is returned for a well-formed token that is not a valid
+// credential: unknown, expired, rotated away or revoked.
+var ErrInvalidToken = errors.New("auth: invalid token")
+
+// ErrUnavailable is returned when the bucket could not be read to decide.
+var ErrUnavailable = errors.New("auth: credentials unavailable")
+
+// Source reads one key of the credentials bucket. jetstream.KeyValue
+// implements it. It must be safe to call concurrently.
+type Source interface {
+	Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error)
+}
+
+// Observer is told what the store does, for metrics. Its methods must be safe
+// to call concurrently and cheap: CacheLookup runs on every request.
+type Observer interface {
+	CacheLookup(hit bool)
+	TokenEvent(op EventOp)
+}
+
+// EventOp names a credential event applied from the bucket.
+type EventOp string
+
+const (
+	EventPut     EventOp = "put"
+	EventDelete  EventOp = "delete"
+	EventInvalid EventOp = "invalid"
+)
+
+// StoreConfig sizes the cache. Zero values take the defaults.
+type StoreConfig struct {
+	MaxEntries    int64         // positive and negative entries held; default 100000
+	PositiveTTL   time.Duration // backstop for a missed event; default 5m
+	NegativeTTL   time.Duration // how long an unknown hash is remembered; default 1m
+	LookupTimeout time.Duration // longest bucket read on a miss; default 2s
+	Now           func() time.Time
+}
+
+// Store answers "which credential does this token hash belong to?" from a
+// ristretto cache in front of the bucket, kept current by Apply.
+//
+// Ordering: ristretto's Set is asynchronous and may be dropped, so the cache is
+// never the authority. Every event Apply receives is also kept for a while in
+// recent, which overrides the cache on lookup; a miss fills the cache only
+// under mu and only when no newer event for the hash was applied meanwhile.
+// Because Apply's Del is queued behind any Set that went in before it, no fill
+// can land after the delete that should have removed it.
+type Store struct {
+	cache *ristretto.Cache[uint64, *entry]
+	src   Source
+	obs   Observer
+	cfg   StoreConfig
+
+	mu        sync.RWMutex
+	recent    map[Hash]event
+	recentN   atomic.Int64 // len(recent), read without the lock on the hot path
+	recentTTL time.Duration
+	lastPrune time.Time
+}
+
+type entry struct {
+	hash Hash
+	cred *Credential // nil: known unknown
+	rev  uint64
+}
+
+type event struct {
+	rev  uint64
+	cred *Credential // nil: deleted
+	at   time.Time
+}
+
+// NewStore returns a store reading misses from src.
+func NewStore(src Source, obs Observer, cfg StoreConfig) (*Store, error) {
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = 100_000
+	}
+	if cfg.PositiveTTL <= 0 {
+		cfg.PositiveTTL = 5 * time.Minute
+	}
+	if cfg.NegativeTTL <= 0 {
+		cfg.NegativeTTL = time.Minute
+	}
+	if cfg.LookupTimeout <= 0 {
+		cfg.LookupTimeout = 2 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	cache, err := ristretto.NewCache(&ristretto.Config[uint64, *entry]{
+		NumCounters: cfg.MaxEntries * 10,
+		MaxCost:     cfg.MaxEntries,
+		BufferItems: 64,
+		// The key is the first 8 bytes of a SHA-256 already; entry.hash holds
+		// the rest, compared on every hit.
+		KeyToHash: func(k uint64) (uint64, uint64) { return k, 0 },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("auth: new cache: %w", err)
+	}
+	// An event must outlive any fill that read the bucket before it.
+	recentTTL := max(time.Minute, 4*cfg.LookupTimeout)
+	return &Store{cache: cache, src: src, obs: obs, cfg: cfg, recent: make(map[Hash]event), recentTTL: recentTTL}, nil
+}
+
+// Close releases the cache.
+func (s *Store) Close() { s.cache.Close() }
+
+func cacheKey(h Hash) uint64 { return binary.LittleEndian.Uint64(h[:8]) }
+
+// Lookup returns the valid credential for the token hash h, ErrInvalidToken,
+// or ErrUnavailable when the bucket could not be read. A cache hit does not
+// allocate.
+func (s *Store) Lookup(ctx context.Context, h Hash) (*Credential, error) {
+	if cred, ok := s.cached(h); ok {
+		s.obs.CacheLookup(true)
+		return s.valid(cred)
+	}
+	s.obs.CacheLookup(false)
+	cred, err := s.fill(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	return s.valid(cred)
+}
+
+// Known reports whether h is cached as a valid credential, without reading the
+// bucket. Rate limiting uses it to let known-good tokens through.
+func (s *Store) Known(h Hash) bool {
+	cred, ok := s.cached(h)
+	return ok && cred != nil && !cred.Expired(s.cfg.Now())
+}
+
+func (s *Store) valid(cred *Credential) (*Credential, error) {
+	if cred == nil || cred.Expired(s.cfg.Now()) {
+		return nil, ErrInvalidToken
+	}
+	return cred, nil
+}
+
+// cached returns what memory knows of h: ok is false when only the bucket can tell.
+func (s *Store) cached(h Hash) (cred *Credential, ok bool) {
+	if s.recentN.Load() > 0 {
+		s.mu.RLock()
+		ev, found := s.recent[h]
+		s.mu.RUnlock()
+		if found {
+			return ev.cred, true
+		}
+	}
+	e, found := s.cache.Get(cacheKey(h))
+	if !found || e.hash != h {
+		return nil, false
+	}
+	return e.cred, true
+}
+
+func (s *Store) fill(ctx context.Context, h Hash) (*Credential, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.LookupTimeout)
+	defer cancel()
+	var (
+		cred *Credential
+		rev  uint64
+	)
+	kve, err := s.src.Get(ctx, TokenKey(h))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("%w: read token key: %w", ErrUnavailable, err)
+	default:
+		rev = kve.Revision()
+		if c, perr := ParseCredential(kve.Value()); perr == nil {
+			cred = c
+		}
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ev, ok := s.recent[h]; ok && ev.rev >= rev {
+		// The watch applied an event at least as new as what we read.
+		return ev.cred, nil
+	}
+	ttl := s.cfg.PositiveTTL
+	if cred == nil {
+		ttl = s.cfg.NegativeTTL
+	}
+	s.cache.SetWithTTL(cacheKey(h), &entry{hash: h, cred: cred, rev: rev}, 1, ttl)
+	return cred, nil
+}
+
+// Apply records one event of the bucket's tok. keys, in revision order. A put
+// whose value does not parse makes the token invalid and is counted.
+func (s *Store) Apply(key string, op jetstream.KeyValueOp, value []byte, rev uint64) {
+	if len(key) <= len(TokenKeyPrefix) || key[:len(TokenKeyPrefix)] != TokenKeyPrefix {
+		return
+	}
+	h, err := ParseHash(key[len(TokenKeyPrefix):])
+	if err != nil {
+		s.obs.TokenEvent(EventInvalid)
+		return
+	}
+	var cred *Credential
+	if op == jetstream.KeyValuePut {
+		if cred, err = ParseCredential(value); err != nil {
+			s.obs.TokenEvent(EventInvalid)
+		} else {
+			s.obs.TokenEvent(EventPut)
+		}
+	} else {
+		s.obs.TokenEvent(EventDelete)
+	}
+
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recent[h] = event{rev: rev, cred: cred, at: now}
+	if cred != nil {
+		s.cache.SetWithTTL(cacheKey(h), &entry{hash: h, cred: cred, rev: rev}, 1, s.cfg.PositiveTTL)
+	} else {
+		s.cache.Del(cacheKey(h))
+	}
+	if now.Sub(s.lastPrune) > time.Second {
+		s.pruneLocked(now)
+	}
+	s.recentN.Store(int64(len(s.recent)))
+}
+
+// Prune forgets events older than the time any fill can take; the cache (or a
+// fresh bucket read) then carries what they said.
+func (s *Store) Prune() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pruneLocked(s.cfg.Now())
+	s.recentN.Store(int64(len(s.recent)))
+}
+
+func (s *Store) pruneLocked(now time.Time) {
+	s.lastPrune = now
+	for h, ev := range s.recent {
+		if now.Sub(ev.at) > s.recentTTL {
+			delete(s.recent, h)
+		}
+	}
+}
+
+// Flush empties the cache, so every token is read from the bucket again. The
+// watch calls it when it cannot vouch for the cache. Recent events stay: they
+// are still true, and they guard fills that are in flight.
+func (s *Store) Flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cache.Clear()
+}
+
+type nopObserver struct{}
+
+func (nopObserver) CacheLookup(bool)   {}
+func (nopObserver) TokenEvent(EventOp) {}

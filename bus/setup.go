@@ -1,0 +1,70 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StreamSpec is the stream serve creates when it is missing.
+type StreamSpec struct {
+	Name          string
+	SubjectPrefix string
+	Replicas      int
+	Duplicates    time.Duration
+}
+
+// EnsureStream returns the stream, creating it when missing. An existing
+// stream is left exactly as it is: its limits are the operator's.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, spec StreamSpec) (jetstream.Stream, error) {
+	s, err := js.Stream(ctx, spec.Name)
+	if err == nil {
+		return s, nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("bus: look up stream %q: %w", spec.Name, err)
+	}
+	s, err = js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:        spec.Name,
+		Description: "webhooks accepted by hookgate",
+		Subjects:    []string{spec.SubjectPrefix + ".>"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(spec.Replicas, 1),
+		Duplicates:  spec.Duplicates,
+	})
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return js.Stream(ctx, spec.Name) // another gateway won the race
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bus: create stream %q: %w", spec.Name, err)
+	}
+	return s, nil
+}
+
+// EnsureBucket returns the credentials bucket, creating it when missing.
+func EnsureBucket(ctx context.Context, js jetstream.JetStream, name string, replicas int) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, name)
+	if err == nil {
+		return kv, nil
+	}
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("bus: look up bucket %q: %w", name, err)
+	}
+	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      name,
+		Description: "hookgate credentials: tok.<sha256> and cred.<id>",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
+	})
+	if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return js.KeyValue(ctx, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bus: create bucket %q: %w", name, err)
+	}
+	return kv, nil
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/hookgate/hookgate/bus"
+	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/ingest"
+)
+
+// natsAuth are the NATS auth flags every command that talks to NATS takes.
+type natsAuth struct {
+	NatsCreds    string `name:"nats-creds" placeholder:"FILE" help:"NATS credentials file (JWT and nkey seed)."`
+	NatsUser     string `name:"nats-user" help:"NATS user name."`
+	NatsPassword string `name:"nats-password" help:"NATS password (for --nats-user)."`
+	NatsToken    string `name:"nats-token" help:"NATS authentication token."`
+	NatsNkey     string `name:"nats-nkey" placeholder:"FILE" help:"NATS nkey seed file."`
+	NatsTLSCA    string `name:"nats-tls-ca" placeholder:"FILE" help:"CA certificate to verify the NATS server."`
+	NatsTLSCert  string `name:"nats-tls-cert" placeholder:"FILE" help:"Client certificate for NATS (with --nats-tls-key)."`
+	NatsTLSKey   string `name:"nats-tls-key" placeholder:"FILE" help:"Client key for NATS."`
+}
+
+func (a natsAuth) conn(url, name string) bus.ConnConfig {
+	return bus.ConnConfig{
+		URL: url, Name: name, Creds: a.NatsCreds, User: a.NatsUser, Password: a.NatsPassword,
+		Token: a.NatsToken, NKey: a.NatsNkey, TLSCA: a.NatsTLSCA, TLSCert: a.NatsTLSCert, TLSKey: a.NatsTLSKey,
+	}
+}
+
+type serveCmd struct {
+	Listen             string        `default:":8080" help:"Webhook listener address."`
+	MetricsListen      string        `default:":9180" help:"Address of /metrics, /healthz and /readyz."`
+	NatsURL            string        `name:"nats-url" default:"" help:"NATS server URL(s), comma separated. Empty: start an embedded NATS server with JetStream."`
+	DataDir            string        `default:"./data" help:"JetStream storage of the embedded NATS server."`
+	EmbeddedNatsListen string        `name:"embedded-nats-listen" default:"127.0.0.1:4222" help:"Where the embedded NATS server listens, for the CLI and consumers. It has no auth: keep it on loopback."`
+	Stream             string        `default:"HOOKS" help:"JetStream stream for accepted webhooks."`
+	SubjectPrefix      string        `default:"hooks" help:"Subjects are <prefix>.<org>.<app>.<kind>."`
+	TokensBucket       string        `default:"hookgate-tokens" help:"JetStream key-value bucket of credentials."`
+	Replicas           int           `default:"1" help:"Replicas of the stream and bucket when serve creates them."`
+	DedupWindow        time.Duration `default:"2m" help:"The stream's duplicate window when serve creates it (Idempotency-Key horizon)."`
+	MaxBody            int           `default:"262144" help:"Largest accepted body, bytes."`
+	PublishTimeout     time.Duration `default:"5s" help:"Longest wait for the JetStream ack before 503."`
+	ReadTimeout        time.Duration `default:"10s" help:"Longest a client may take to send one whole request."`
+	WriteTimeout       time.Duration `default:"10s" help:"Longest a client may take to read one reply."`
+	IdleTimeout        time.Duration `default:"120s" help:"Keep-alive connections idle longer are closed."`
+	ShutdownTimeout    time.Duration `default:"30s" help:"Longest drain on SIGTERM or SIGINT."`
+	MaxHeaderSize      int           `default:"16384" help:"Largest request header block, bytes."`
+	MaxConnsPerIP      int           `name:"max-conns-per-ip" default:"1024" help:"Most open connections from one client address."`
+	MaxConns           int           `default:"65536" help:"Most open connections in all."`
+	MaxInFlight        int           `default:"10000" help:"Most webhooks waiting for their ack at once; beyond it 503."`
+	RateLimit          float64       `default:"0" help:"Requests per second per credential (0: off)."`
+	RateBurst          int           `default:"0" help:"Burst per credential."`
+	AuthFailureRate    float64       `default:"10" help:"Refused-token requests per second per client address."`
+	AuthFailureBurst   int           `default:"100" help:"Burst of refused-token requests per client address."`
+	LogFormat          string        `default:"text" enum:"text,json" help:"Log format: text or json."`
+	LogLevel           string        `default:"info" enum:"debug,info,warn,error" help:"Log level: debug logs every refused request."`
+	natsAuth
+}
+
+func (c *serveCmd) Run(e *env) error {
+	log := newLogger(e.stderr, c.LogFormat, c.LogLevel)
+	authRate := c.AuthFailureRate
+	if authRate == 0 {
+		authRate = -1 // explicitly off
+	}
+	cfg := gateway.Config{
+		Listen:          c.Listen,
+		MetricsListen:   c.MetricsListen,
+		NATS:            c.conn(c.NatsURL, "hookgate"),
+		DataDir:         c.DataDir,
+		EmbeddedListen:  c.EmbeddedNatsListen,
+		Stream:          c.Stream,
+		SubjectPrefix:   c.SubjectPrefix,
+		TokensBucket:    c.TokensBucket,
+		Replicas:        c.Replicas,
+		DedupWindow:     c.DedupWindow,
+		PublishTimeout:  c.PublishTimeout,
+		ShutdownTimeout: c.ShutdownTimeout,
+		Ingest: ingest.Config{
+			MaxBody:          c.MaxBody,
+			RateLimit:        c.RateLimit,
+			RateBurst:        c.RateBurst,
+			AuthFailureRate:  authRate,
+			AuthFailureBurst: c.AuthFailureBurst,
+			MaxInFlight:      c.MaxInFlight,
+		},
+		Server: ingest.ServerConfig{
+			ReadTimeout:   c.ReadTimeout,
+			WriteTimeout:  c.WriteTimeout,
+			IdleTimeout:   c.IdleTimeout,
+			MaxHeaderSize: c.MaxHeaderSize,
+			MaxConnsPerIP: c.MaxConnsPerIP,
+			MaxConns:      c.MaxConns,
+		},
+		Version: version,
+		Logger:  log,
+	}
+	g, err := gateway.Start(e.ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+func newLogger(w io.Writer, format, level string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(strings.ToUpper(level)))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookgate/hookgate/auth"
+	"github.com/hookgate/hookgate/bus"
+)
+
+type tailCmd struct {
+	NatsURL       string `name:"nats-url" default:"nats://127.0.0.1:4222" help:"NATS server URL."`
+	Stream        string `default:"HOOKS" help:"JetStream stream of accepted webhooks."`
+	SubjectPrefix string `default:"hooks" help:"Subject prefix the gateway publishes under."`
+	Org           string `help:"Only this organization."`
+	App           string `help:"Only this application."`
+	Kind          string `enum:"hits,deploy," default:"" help:"Only this kind: hits or deploy."`
+	natsAuth
+}
+
+func (c *tailCmd) Run(e *env) error {
+	for _, n := range []struct{ flag, v string }{{"--org", c.Org}, {"--app", c.App}} {
+		if n.v != "" && !auth.ValidName([]byte(n.v)) {
+			return usagef("%s %q: want ^[a-z0-9][a-z0-9_-]{0,62}$", n.flag, n.v)
+		}
+	}
+	nc, err := bus.Dial(c.conn(c.NatsURL, "hookgate-tail"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	stream, err := js.Stream(e.ctx, c.Stream)
+	if err != nil {
+		return fmt.Errorf("stream %q: %w (is the gateway running?)", c.Stream, err)
+	}
+	filter := strings.Join([]string{c.SubjectPrefix, orAny(c.Org), orAny(c.App), orAny(c.Kind)}, ".")
+	cons, err := stream.OrderedConsumer(e.ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", filter, err)
+	}
+	fmt.Fprintf(e.stderr, "Waiting for webhooks on %s (Ctrl-C to stop)\n", filter)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		h := m.Headers()
+		fmt.Fprintf(e.stdout, "%s %s credential=%s %s\n", h.Get("Hook-Received-At"), m.Subject(), h.Get("Hook-Credential"), m.Data())
+	})
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", filter, err)
+	}
+	<-e.ctx.Done()
+	cc.Stop()
+	return nil
+}
+
+func orAny(s string) string {
+	if s == "" {
+		return "*"
+	}
+	return s
+}

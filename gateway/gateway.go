@@ -1,0 +1,419 @@
+// Package gateway wires a running hookgate together: NATS (embedded or
+// remote), the stream and bucket, the credential store and its watch, the
+// webhook listener and the metrics listener, and their orderly shutdown.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/valyala/fasthttp"
+
+	"github.com/hookgate/hookgate/auth"
+	"github.com/hookgate/hookgate/bus"
+	"github.com/hookgate/hookgate/ingest"
+	"github.com/hookgate/hookgate/metrics"
+)
+
+// Config is everything serve needs. Zero values take the contract's defaults
+// where it names one.
+type Config struct {
+	Listen        string       // webhook listener address
+	MetricsListen string       // metrics listener address
+	Listener      net.Listener // if set, used instead of Listen (tests)
+	MetricsLn     net.Listener // if set, used instead of MetricsListen
+
+	NATS           bus.ConnConfig // URL empty: embedded server
+	DataDir        string
+	EmbeddedListen string
+
+	Stream         string
+	SubjectPrefix  string
+	TokensBucket   string
+	Replicas       int
+	DedupWindow    time.Duration
+	PublishTimeout time.Duration
+
+	Ingest          ingest.Config
+	Server          ingest.ServerConfig
+	ShutdownTimeout time.Duration
+	Cache           auth.StoreConfig
+
+	Version string
+	Logger  *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Listen, ":8080")
+	def(&c.MetricsListen, ":9180")
+	def(&c.DataDir, "./data")
+	def(&c.EmbeddedListen, "127.0.0.1:4222")
+	def(&c.Stream, "HOOKS")
+	def(&c.SubjectPrefix, "hooks")
+	def(&c.TokensBucket, "hookgate-tokens")
+	def(&c.Version, "dev")
+	def(&c.NATS.Name, "hookgate")
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.DedupWindow <= 0 {
+		c.DedupWindow = 2 * time.Minute
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = 5 * time.Second
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.Ingest.SubjectPrefix = c.SubjectPrefix
+}
+
+// Validate reports settings that cannot work.
+func (c *Config) Validate() error {
+	var errs []error
+	if !validSubjectToken(c.SubjectPrefix, true) {
+		errs = append(errs, fmt.Errorf("subject prefix %q: want NATS subject tokens without wildcards or spaces", c.SubjectPrefix))
+	}
+	if !validSubjectToken(c.Stream, false) {
+		errs = append(errs, fmt.Errorf("stream name %q: want letters, digits, - or _", c.Stream))
+	}
+	if !validSubjectToken(c.TokensBucket, false) {
+		errs = append(errs, fmt.Errorf("bucket name %q: want letters, digits, - or _", c.TokensBucket))
+	}
+	if c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas %d: JetStream allows 1 to 5", c.Replicas))
+	}
+	if c.Ingest.MaxBody <= 0 {
+		errs = append(errs, fmt.Errorf("max body %d: must be positive", c.Ingest.MaxBody))
+	}
+	if c.Ingest.RateLimit < 0 || c.Ingest.RateBurst < 0 || c.Ingest.AuthFailureBurst < 0 {
+		errs = append(errs, errors.New("rate limits and bursts cannot be negative"))
+	}
+	if c.Ingest.RateLimit > 0 && c.Ingest.RateBurst == 0 {
+		errs = append(errs, errors.New("--rate-limit needs --rate-burst of at least 1"))
+	}
+	if err := c.NATS.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func validSubjectToken(s string, dots bool) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		case c == '.' && dots && i > 0 && i < len(s)-1 && s[i-1] != '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Gateway is a running hookgate.
+type Gateway struct {
+	cfg     Config
+	log     *slog.Logger
+	Metrics *metrics.Metrics
+
+	embedded *server.Server
+	nc       *nats.Conn
+	pub      atomic.Pointer[bus.Publisher] // read by NATS callbacks
+	store    *auth.Store
+	http     *fasthttp.Server
+	ln, mln  net.Listener
+
+	kv     atomic.Pointer[jetstream.KeyValue]
+	synced atomic.Bool // first sync of the credential watch done
+	setup  atomic.Bool // stream and bucket exist
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+// Start brings the gateway up and returns once both listeners listen. NATS
+// may still be unreachable: the gateway then answers 503 and /readyz says why
+// until it is. Cancel ctx to shut it down; Wait returns when it is down.
+func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("gateway: config: %w", err)
+	}
+	g = &Gateway{cfg: cfg, log: cfg.Logger, Metrics: metrics.New(cfg.Version), done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			g.closeAll()
+		}
+	}()
+
+	natsURL := cfg.NATS.URL
+	mode := "url"
+	if natsURL == "" {
+		mode = "embedded"
+		if err := g.startEmbedded(); err != nil {
+			return nil, err
+		}
+		natsURL = g.embedded.ClientURL()
+	}
+	conn := cfg.NATS
+	conn.URL = natsURL
+	g.nc, err = bus.Connect(conn, bus.ConnEvents{
+		Disconnected: func(err error) {
+			g.Metrics.SetNATSConnected(false)
+			if err == nil {
+				return // we closed it
+			}
+			g.log.Warn("NATS disconnected; webhooks get 503 until it is back", "err", err)
+		},
+		Reconnected: func(url string) {
+			g.Metrics.SetNATSConnected(true)
+			g.log.Info("NATS connected", "url", url)
+			if p := g.pub.Load(); p != nil {
+				p.Reconnected()
+			}
+		},
+		Error: func(err error) { g.log.Warn("NATS error", "err", err) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g.Metrics.SetNATSConnected(g.nc.IsConnected())
+	pub, err := bus.NewPublisher(g.nc, cfg.PublishTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g.pub.Store(pub)
+	if g.store, err = auth.NewStore(bucketSource{g}, g.Metrics, cfg.Cache); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+
+	h := ingest.New(cfg.Ingest, g.store, pub, g.Metrics, g.log)
+	g.http = ingest.NewServer(cfg.Server, h)
+	if g.ln = cfg.Listener; g.ln == nil {
+		if g.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return nil, fmt.Errorf("gateway: webhook listener: %w", err)
+		}
+	}
+	if g.mln = cfg.MetricsLn; g.mln == nil {
+		if g.mln, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			return nil, fmt.Errorf("gateway: metrics listener: %w", err)
+		}
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	g.cancel = cancel
+	go g.run(ctx, runCtx)
+
+	g.log.Info("hookgate started", "version", cfg.Version, "listen", g.ln.Addr().String(),
+		"metrics_listen", g.mln.Addr().String(), "nats_mode", mode, "nats_url", redactURL(natsURL),
+		"stream", cfg.Stream, "bucket", cfg.TokensBucket, "subject_prefix", cfg.SubjectPrefix)
+	return g, nil
+}
+
+// Addr is the webhook listener's address.
+func (g *Gateway) Addr() net.Addr { return g.ln.Addr() }
+
+// MetricsAddr is the metrics listener's address.
+func (g *Gateway) MetricsAddr() net.Addr { return g.mln.Addr() }
+
+// NATSURL is the URL of the NATS server in use (the embedded one's when embedded).
+func (g *Gateway) NATSURL() string {
+	if g.embedded != nil {
+		return g.embedded.ClientURL()
+	}
+	return g.cfg.NATS.URL
+}
+
+// Wait blocks until the gateway is down and returns why it stopped, nil for a
+// requested shutdown.
+func (g *Gateway) Wait() error {
+	<-g.done
+	return g.err
+}
+
+func (g *Gateway) startEmbedded() error {
+	host, _, err := net.SplitHostPort(g.cfg.EmbeddedListen)
+	if err != nil {
+		return fmt.Errorf("gateway: --embedded-nats-listen %q: %w", g.cfg.EmbeddedListen, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		g.log.Warn("the embedded NATS server has no auth and listens beyond loopback: anyone who reaches it can read webhooks and write credentials",
+			"embedded_nats_listen", g.cfg.EmbeddedListen)
+	}
+	g.embedded, err = bus.StartEmbedded(bus.EmbeddedConfig{Listen: g.cfg.EmbeddedListen, DataDir: g.cfg.DataDir})
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	return nil
+}
+
+// run serves until ctx ends or a part fails, then shuts down in order.
+func (g *Gateway) run(ctx, runCtx context.Context) {
+	defer close(g.done)
+	errc := make(chan error, 4)
+	var wg sync.WaitGroup
+	spawn := func(f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		if err := g.http.Serve(g.ln); err != nil {
+			errc <- fmt.Errorf("gateway: webhook listener: %w", err)
+		}
+	}()
+	spawn(func() error { return metrics.Serve(runCtx, g.mln, g.Metrics.Handler(g.Ready)) })
+	spawn(func() error { return g.bootstrap(runCtx) })
+
+	select {
+	case <-ctx.Done():
+		g.log.Info("shutting down", "timeout", g.cfg.ShutdownTimeout.String())
+	case g.err = <-errc:
+		g.log.Error("stopping", "err", g.err)
+	}
+
+	// Stop accepting, let requests in flight finish their acks and replies.
+	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := g.http.ShutdownWithContext(sctx); err != nil {
+		g.log.Warn("webhook listener did not drain in time", "err", err)
+	}
+	<-httpDone
+	g.cancel()
+	wg.Wait()
+	g.closeAll()
+	g.log.Info("hookgate stopped")
+}
+
+// closeAll closes NATS, then the embedded server last.
+func (g *Gateway) closeAll() {
+	if g.nc != nil {
+		g.nc.Close()
+	}
+	if g.store != nil {
+		g.store.Close()
+	}
+	if g.embedded != nil {
+		g.embedded.Shutdown()
+		g.embedded.WaitForShutdown()
+	}
+}
+
+// bootstrap makes sure the stream and bucket exist, then runs the credential
+// watch for the gateway's life. NATS may be down at first: it retries.
+func (g *Gateway) bootstrap(ctx context.Context) error {
+	js, err := jetstream.New(g.nc)
+	if err != nil {
+		return fmt.Errorf("gateway: jetstream: %w", err)
+	}
+	var kv jetstream.KeyValue
+	for attempt := 0; ; attempt++ {
+		kv, err = g.ensure(ctx, js)
+		if err == nil {
+			break
+		}
+		if attempt%20 == 0 {
+			g.log.Warn("waiting for JetStream to set up the stream and bucket", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	g.kv.Store(&kv)
+	g.setup.Store(true)
+	for {
+		err := g.store.Watch(ctx, kv, func() {
+			g.synced.Store(true)
+			g.log.Info("credential watch synced", "bucket", g.cfg.TokensBucket)
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		// The watch could not be (re)created: the cache may miss events from
+		// now on, so stop trusting it until a new watch has synced.
+		g.synced.Store(false)
+		g.store.Flush()
+		g.log.Warn("credential watch stopped; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (g *Gateway) ensure(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := bus.EnsureStream(ctx, js, bus.StreamSpec{
+		Name: g.cfg.Stream, SubjectPrefix: g.cfg.SubjectPrefix, Replicas: g.cfg.Replicas, Duplicates: g.cfg.DedupWindow,
+	}); err != nil {
+		return nil, err
+	}
+	return bus.EnsureBucket(ctx, js, g.cfg.TokensBucket, g.cfg.Replicas)
+}
+
+// Ready is /readyz: NATS connected, stream and bucket there, watch synced.
+func (g *Gateway) Ready() error {
+	switch {
+	case !g.nc.IsConnected():
+		return errors.New("NATS is not connected")
+	case !g.setup.Load():
+		return errors.New("stream and bucket not set up yet")
+	case !g.synced.Load():
+		return errors.New("credential watch has not synced yet")
+	}
+	return nil
+}
+
+// bucketSource reads the bucket once bootstrap has found it.
+type bucketSource struct{ g *Gateway }
+
+var errNoBucket = errors.New("gateway: credentials bucket not set up yet")
+
+func (s bucketSource) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	kv := s.g.kv.Load()
+	if kv == nil {
+		return nil, errNoBucket
+	}
+	return (*kv).Get(ctx, key)
+}
+
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
+}

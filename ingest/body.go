@@ -1,0 +1,104 @@
+package ingest
+
+import (
+	"errors"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/hookgate/hookgate/auth"
+)
+
+// Body errors; their text reaches the sender in the reply's message.
+var (
+	errBodyEmpty    = errors.New("body is empty")
+	errBodyNotJSON  = errors.New("body is not valid JSON")
+	errBodyNotObj   = errors.New("body must be a JSON object")
+	errBodyNotBatch = errors.New("body must be a JSON object or a non-empty array of objects")
+)
+
+// ValidateBody checks a webhook body: JSON, and for hits an object or a
+// non-empty array of objects, for deploys an object. It builds no values and
+// does not allocate for a valid body.
+func ValidateBody(kind auth.Kind, body []byte) error {
+	i := skipSpace(body, 0)
+	if i == len(body) {
+		return errBodyEmpty
+	}
+	if fastjson.ValidateBytes(body) != nil {
+		return errBodyNotJSON
+	}
+	switch body[i] {
+	case '{':
+		return nil
+	case '[':
+		if kind == auth.KindHits && arrayOfObjects(body, i) {
+			return nil
+		}
+	}
+	if kind == auth.KindHits {
+		return errBodyNotBatch
+	}
+	return errBodyNotObj
+}
+
+// arrayOfObjects reports whether the array opening at body[i] holds at least
+// one element and only objects. body is known to be valid JSON, so only the
+// first byte of each top-level element needs looking at.
+func arrayOfObjects(body []byte, i int) bool {
+	i = skipSpace(body, i+1)
+	if i < len(body) && body[i] == ']' {
+		return false
+	}
+	depth := 0
+	expectElem := true
+	for ; i < len(body); i++ {
+		c := body[i]
+		if expectElem {
+			if isSpace(c) {
+				continue
+			}
+			if c != '{' {
+				return false
+			}
+			expectElem = false
+		}
+		switch c {
+		case '"':
+			i = skipString(body, i)
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth < 0 {
+				return true // the array's own ']'
+			}
+		case ',':
+			if depth == 0 {
+				expectElem = true
+			}
+		}
+	}
+	return false
+}
+
+// skipString returns the index of the quote closing the string opening at body[i].
+func skipString(body []byte, i int) int {
+	for i++; i < len(body); i++ {
+		switch body[i] {
+		case '\\':
+			i++
+		case '"':
+			return i
+		}
+	}
+	return i
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && isSpace(b[i]) {
+		i++
+	}
+	return i
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }

@@ -1,0 +1,3 @@
+// Package ingest is the webhook listener: routes, limits, validation and
+// replies, in the contract's order of checks.
+package ingest

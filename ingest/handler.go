@@ -1,0 +1,432 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/valyala/fasthttp"
+	"golang.org/x/time/rate"
+
+	"github.com/hookgate/hookgate/auth"
+	"github.com/hookgate/hookgate/bus"
+	"github.com/hookgate/hookgate/limit"
+	"github.com/hookgate/hookgate/metrics"
+)
+
+// Authenticator maps token hashes to credentials. auth.Store implements it.
+// Its methods must be safe to call concurrently.
+type Authenticator interface {
+	// Lookup returns the valid credential, auth.ErrInvalidToken or
+	// auth.ErrUnavailable.
+	Lookup(ctx context.Context, h auth.Hash) (*auth.Credential, error)
+	// Known reports whether h is known valid without reading the bucket.
+	Known(h auth.Hash) bool
+}
+
+// Publisher stores a message and waits for its ack. bus.Publisher
+// implements it. Its methods must be safe to call concurrently.
+type Publisher interface {
+	Publish(ctx context.Context, msg *nats.Msg) (bus.Ack, error)
+}
+
+var (
+	_ Authenticator = (*auth.Store)(nil)
+	_ Publisher     = (*bus.Publisher)(nil)
+)
+
+// Config is the handler's settings. Zero values take the contract's defaults.
+type Config struct {
+	SubjectPrefix    string // default "hooks"
+	MaxBody          int    // default 262144
+	RateLimit        float64
+	RateBurst        int
+	AuthFailureRate  float64 // default 10; negative: off
+	AuthFailureBurst int     // default 100
+	MaxInFlight      int     // requests past auth at once; default 10000
+	LimiterKeys      int     // max keys per limiter table; default 100000
+	Now              func() time.Time
+}
+
+// Handler is the webhook listener's request handler.
+type Handler struct {
+	cfg     Config
+	auth    Authenticator
+	pub     Publisher
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	logInfo *rate.Limiter // samples refusal logs at info level
+
+	perCred  *limit.Table[string]
+	perAddr  *limit.Table[netip.Addr]
+	inFlight atomic.Int64
+
+	idPrefix string
+	idSeq    atomic.Uint64
+}
+
+// New returns a handler. m and log must not be nil.
+func New(cfg Config, a Authenticator, p Publisher, m *metrics.Metrics, log *slog.Logger) *Handler {
+	if cfg.SubjectPrefix == "" {
+		cfg.SubjectPrefix = "hooks"
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 262144
+	}
+	if cfg.AuthFailureRate == 0 {
+		cfg.AuthFailureRate, cfg.AuthFailureBurst = 10, 100
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 10000
+	}
+	if cfg.LimiterKeys <= 0 {
+		cfg.LimiterKeys = 100_000
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	return &Handler{
+		cfg: cfg, auth: a, pub: p, metrics: m, log: log,
+		logInfo:  rate.NewLimiter(1, 5),
+		perCred:  limit.New[string](cfg.RateLimit, cfg.RateBurst, cfg.LimiterKeys),
+		perAddr:  limit.New[netip.Addr](cfg.AuthFailureRate, cfg.AuthFailureBurst, cfg.LimiterKeys),
+		idPrefix: hex.EncodeToString(rnd[:]) + "-",
+	}
+}
+
+var (
+	pathHits    = []byte("/v1/hits/")
+	pathDeploys = []byte("/v1/deploys/")
+	bearer      = []byte("bearer ")
+	basic       = []byte("basic ")
+)
+
+// request is what the checks learn about one request, for the log line.
+type request struct {
+	route  metrics.Route
+	kind   auth.Kind
+	app    []byte
+	credID string
+}
+
+// Serve handles one request.
+func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
+	start := h.cfg.Now()
+	var req request
+	code := h.serve(ctx, &req)
+	h.metrics.Request(req.route, code, h.cfg.Now().Sub(start))
+}
+
+// route splits a path into its route and {app}; ok is false for a 404.
+func route(path []byte) (r metrics.Route, kind auth.Kind, app []byte, ok bool) {
+	switch {
+	case bytes.HasPrefix(path, pathHits):
+		r, kind, app = metrics.RouteHits, auth.KindHits, path[len(pathHits):]
+	case bytes.HasPrefix(path, pathDeploys):
+		r, kind, app = metrics.RouteDeploys, auth.KindDeploy, path[len(pathDeploys):]
+	default:
+		return metrics.RouteOther, "", nil, false
+	}
+	if len(app) == 0 || bytes.IndexByte(app, '/') >= 0 {
+		return metrics.RouteOther, "", nil, false
+	}
+	return r, kind, app, true
+}
+
+func (h *Handler) serve(ctx *fasthttp.RequestCtx, req *request) int {
+	var ok bool
+	req.route, req.kind, req.app, ok = route(ctx.URI().PathOriginal())
+	if !ok {
+		return h.refuse(ctx, req, errNotFound, "", 0)
+	}
+	if !ctx.IsPost() {
+		return h.refuse(ctx, req, errMethod, "", 0)
+	}
+
+	// Token. The decoded Basic password lives in scratch, on the stack.
+	var scratch [(auth.MaxTokenLen + 64) * 3 / 4]byte
+	token, present := bearerOrBasic(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), scratch[:])
+	if !present {
+		return h.refuse(ctx, req, errMissingToken, metrics.AuthMissing, 0)
+	}
+	addr := remoteAddr(ctx)
+	now := h.cfg.Now()
+	if token == nil || auth.CheckToken(token) != nil {
+		h.perAddr.Spend(addr, now)
+		return h.refuse(ctx, req, errInvalidToken, metrics.AuthMalformed, 0)
+	}
+	hash := auth.HashToken(token)
+
+	// A client over its refused-token budget gets no lookup for a token not
+	// already known to be valid: guessing costs the bucket nothing.
+	if over, wait := h.perAddr.Over(addr, now); over && !h.auth.Known(hash) {
+		return h.refuse(ctx, req, errRateLimited, metrics.AuthRateLimited, retrySeconds(wait))
+	}
+	cred, err := h.auth.Lookup(ctx, hash)
+	switch {
+	case errors.Is(err, auth.ErrInvalidToken):
+		h.perAddr.Spend(addr, now)
+		return h.refuse(ctx, req, errInvalidToken, metrics.AuthInvalid, 0)
+	case err != nil:
+		h.logError("token lookup failed", req, err)
+		return h.refuse(ctx, req, errUnavailable, "", 1)
+	}
+	req.credID = cred.ID
+	if ok, wait := h.perCred.Allow(cred.ID, now); !ok {
+		return h.refuse(ctx, req, errRateLimited, metrics.AuthRateLimited, retrySeconds(wait))
+	}
+
+	if !auth.ValidName(req.app) {
+		return h.refuse(ctx, req, errInvalidApp, "", 0)
+	}
+	switch cred.Allows(req.kind, req.app) {
+	case auth.ScopeWrongKind:
+		return h.refuse(ctx, req, errForbiddenKind, metrics.AuthForbidden, 0)
+	case auth.ScopeWrongApp:
+		return h.refuse(ctx, req, errForbiddenApp, metrics.AuthForbidden, 0)
+	}
+	if !jsonMediaType(ctx.Request.Header.ContentType()) {
+		return h.refuse(ctx, req, errMediaType, "", 0)
+	}
+	idemKey, ok := idempotencyKey(&ctx.Request.Header)
+	if !ok {
+		return h.refuse(ctx, req, errIdempotencyKey, "", 0)
+	}
+	body := ctx.Request.Body()
+	if err := ValidateBody(req.kind, body); err != nil {
+		return h.refuse(ctx, req, bodyErrors[err], "", 0)
+	}
+
+	if n := h.inFlight.Add(1); n > int64(h.cfg.MaxInFlight) {
+		h.inFlight.Add(-1)
+		return h.refuse(ctx, req, errBusy, "", 1)
+	}
+	defer h.inFlight.Add(-1)
+	return h.publish(ctx, req, cred, idemKey, body, now)
+}
+
+func (h *Handler) publish(ctx *fasthttp.RequestCtx, req *request, cred *auth.Credential, idemKey, body []byte, now time.Time) int {
+	app := string(req.app)
+	var msgID string
+	if idemKey != nil {
+		msgID = scopedMsgID(cred.Org, app, req.kind, idemKey)
+	} else {
+		msgID = h.idPrefix + strconv.FormatUint(h.idSeq.Add(1), 10)
+	}
+	hdr := nats.Header{
+		"Nats-Msg-Id":      {msgID},
+		"Hook-Org":         {cred.Org},
+		"Hook-App":         {app},
+		"Hook-Kind":        {string(req.kind)},
+		"Hook-Credential":  {cred.ID},
+		"Hook-Received-At": {now.UTC().Format(time.RFC3339Nano)},
+		"Content-Type":     {"application/json"},
+	}
+	if idemKey != nil {
+		hdr["Hook-Idempotency-Key"] = []string{string(idemKey)}
+	}
+	msg := &nats.Msg{
+		Subject: h.cfg.SubjectPrefix + "." + cred.Org + "." + app + "." + string(req.kind),
+		Header:  hdr,
+		// A copy: nats.go may still hold the message after this request's
+		// buffers return to fasthttp.
+		Data: bytes.Clone(body),
+	}
+
+	pubStart := time.Now()
+	ack, err := h.pub.Publish(ctx, msg)
+	if err != nil {
+		reason := metrics.PublishError
+		switch {
+		case errors.Is(err, bus.ErrDisconnected):
+			reason = metrics.PublishDisconnected
+		case errors.Is(err, bus.ErrPublishTimeout):
+			reason = metrics.PublishTimeout
+		}
+		h.metrics.PublishFailure(reason)
+		h.logError("publish failed", req, err)
+		return h.refuse(ctx, req, errUnavailable, "", 1)
+	}
+	h.metrics.Published(req.kind, ack.Duplicate, time.Since(pubStart))
+
+	ctx.SetStatusCode(fasthttp.StatusAccepted)
+	ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
+	var buf [256]byte
+	b := append(buf[:0], `{"id":"`...)
+	b = append(b, msgID...)
+	b = append(b, `","stream":`...)
+	b = strconv.AppendQuote(b, ack.Stream)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, ack.Seq, 10)
+	b = append(b, `,"duplicate":`...)
+	b = strconv.AppendBool(b, ack.Duplicate)
+	b = append(b, '}')
+	ctx.SetBody(b) // copies
+	return fasthttp.StatusAccepted
+}
+
+// scopedMsgID turns a sender's Idempotency-Key into a Nats-Msg-Id of its
+// organization, application and kind, so two organizations never collide.
+func scopedMsgID(org, app string, kind auth.Kind, key []byte) string {
+	d := sha256.New()
+	d.Write([]byte(org))
+	d.Write([]byte{0})
+	d.Write([]byte(app))
+	d.Write([]byte{0})
+	d.Write([]byte(kind))
+	d.Write([]byte{0})
+	d.Write(key)
+	var sum [sha256.Size]byte
+	return "k-" + hex.EncodeToString(d.Sum(sum[:0])[:16])
+}
+
+// refuse writes the refusal, counts it and logs it (sampled at info).
+func (h *Handler) refuse(ctx *fasthttp.RequestCtx, req *request, r *refusal, authReason string, retryAfter int) int {
+	r.write(ctx, retryAfter)
+	if authReason != "" {
+		h.metrics.AuthFailure(authReason)
+	}
+	level := slog.LevelDebug
+	if h.log.Enabled(context.Background(), slog.LevelDebug) {
+		// every refusal is logged at debug
+	} else if h.logInfo.Allow() {
+		level = slog.LevelInfo
+	} else {
+		return r.status
+	}
+	h.log.Log(context.Background(), level, "request refused",
+		"status", r.status, "error", r.code, "route", req.route.String(),
+		"app", safeApp(req.app), "credential", req.credID, "remote", ctx.RemoteIP().String())
+	return r.status
+}
+
+func (h *Handler) logError(msg string, req *request, err error) {
+	h.log.Warn(msg, "route", req.route.String(), "app", safeApp(req.app), "credential", req.credID, "err", err)
+}
+
+// safeApp returns {app} for a log line only when it is a valid name: anything
+// else came from the sender and may be anything.
+func safeApp(app []byte) string {
+	if auth.ValidName(app) {
+		return string(app)
+	}
+	return "(invalid)"
+}
+
+// bearerOrBasic extracts the token of an Authorization header. present is
+// false when there is no token at all (no header, or an empty one); token is
+// nil for a header that cannot hold one (another scheme, bad Basic encoding).
+func bearerOrBasic(header, scratch []byte) (token []byte, present bool) {
+	header = bytes.TrimSpace(header)
+	if len(header) == 0 {
+		return nil, false
+	}
+	switch {
+	case hasPrefixFold(header, bearer) || equalFold(header, bearer[:len(bearer)-1]):
+		tok := bytes.TrimSpace(header[min(len(bearer), len(header)):])
+		return tok, len(tok) > 0
+	case hasPrefixFold(header, basic) || equalFold(header, basic[:len(basic)-1]):
+		enc := bytes.TrimSpace(header[min(len(basic), len(header)):])
+		if len(enc) == 0 {
+			return nil, false
+		}
+		if base64.StdEncoding.DecodedLen(len(enc)) > len(scratch) {
+			return nil, true // far too long to hold a valid token
+		}
+		n, err := base64.StdEncoding.Decode(scratch, enc)
+		if err != nil {
+			return nil, true
+		}
+		userPass := scratch[:n]
+		i := bytes.IndexByte(userPass, ':')
+		if i < 0 {
+			return nil, true
+		}
+		tok := userPass[i+1:]
+		return tok, len(tok) > 0
+	}
+	return nil, true
+}
+
+func hasPrefixFold(s, prefix []byte) bool {
+	return len(s) >= len(prefix) && equalFold(s[:len(prefix)], prefix)
+}
+
+// equalFold compares s with a lowercase ASCII word, ignoring case.
+func equalFold(s, lower []byte) bool {
+	if len(s) != len(lower) {
+		return false
+	}
+	for i, c := range s {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+var mediaJSON = []byte("application/json")
+
+// jsonMediaType accepts no Content-Type or application/json with parameters.
+func jsonMediaType(ct []byte) bool {
+	if len(ct) == 0 {
+		return true
+	}
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return equalFold(bytes.TrimSpace(ct), mediaJSON)
+}
+
+var headerIdempotencyKey = []byte("Idempotency-Key")
+
+// idempotencyKey returns the request's Idempotency-Key (nil when absent); ok
+// is false when it is empty, too long, not visible ASCII, or given twice.
+func idempotencyKey(hdr *fasthttp.RequestHeader) (key []byte, ok bool) {
+	n := 0
+	for k, v := range hdr.All() {
+		if equalFoldHeader(k, headerIdempotencyKey) {
+			n++
+			key = v
+		}
+	}
+	switch {
+	case n == 0:
+		return nil, true
+	case n > 1 || len(key) == 0 || len(key) > 200:
+		return nil, false
+	}
+	for _, c := range key {
+		if c < 0x21 || c > 0x7e {
+			return nil, false
+		}
+	}
+	return key, true
+}
+
+func equalFoldHeader(a, b []byte) bool { return len(a) == len(b) && bytes.EqualFold(a, b) }
+
+func remoteAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	addr, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	return addr.Unmap()
+}
+
+func retrySeconds(d time.Duration) int {
+	s := int((d + time.Second - 1) / time.Second)
+	return max(s, 1)
+}

@@ -1,0 +1,84 @@
+package ingest
+
+import (
+	"errors"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// ServerConfig holds the limits of the webhook listener. Zero values take
+// defaults that protect a public listener.
+type ServerConfig struct {
+	ReadTimeout   time.Duration // whole request; default 10s
+	WriteTimeout  time.Duration // whole reply; default 10s
+	IdleTimeout   time.Duration // keep-alive; default 120s
+	MaxHeaderSize int           // bytes; default 16 KiB
+	MaxConnsPerIP int           // default 1024
+	MaxConns      int           // default 65536
+}
+
+// NewServer returns the fasthttp server for h with the configured limits.
+// fasthttp refuses an over-limit body or malformed request itself; its
+// ErrorHandler here turns those into the contract's JSON replies.
+func NewServer(cfg ServerConfig, h *Handler) *fasthttp.Server {
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = 10 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 120 * time.Second
+	}
+	if cfg.MaxHeaderSize <= 0 {
+		cfg.MaxHeaderSize = 16 << 10
+	}
+	if cfg.MaxConnsPerIP <= 0 {
+		cfg.MaxConnsPerIP = 1024
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 65536
+	}
+	return &fasthttp.Server{
+		Handler:                       h.Serve,
+		ErrorHandler:                  h.serveError,
+		Name:                          "hookgate",
+		Concurrency:                   cfg.MaxConns,
+		MaxConnsPerIP:                 cfg.MaxConnsPerIP,
+		ReadBufferSize:                cfg.MaxHeaderSize,
+		WriteBufferSize:               4096,
+		ReadTimeout:                   cfg.ReadTimeout,
+		WriteTimeout:                  cfg.WriteTimeout,
+		IdleTimeout:                   cfg.IdleTimeout,
+		MaxRequestBodySize:            h.cfg.MaxBody,
+		DisablePreParseMultipartForm:  true,
+		DisableHeaderNamesNormalizing: false,
+		NoDefaultContentType:          true,
+		CloseOnShutdown:               true,
+		TCPKeepalive:                  true,
+	}
+}
+
+// serveError answers what fasthttp could not hand to Serve.
+func (h *Handler) serveError(ctx *fasthttp.RequestCtx, err error) {
+	r := errBadRequest
+	var netErr net.Error
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		r = errPayloadTooLarge
+	case errors.As(err, &netErr) && netErr.Timeout():
+		r = errRequestTimeout
+	case errors.As(err, &small) || strings.Contains(err.Error(), "too big"):
+		r = errHeadersTooLarge
+	}
+	rt, _, _, _ := route(ctx.URI().PathOriginal())
+	r.write(ctx, 0)
+	h.metrics.Request(rt, r.status, 0)
+	if r != errPayloadTooLarge {
+		h.log.Debug("malformed request", "status", r.status, "error", r.code, "remote", ctx.RemoteIP().String(), "err", err)
+	}
+}

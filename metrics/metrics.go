@@ -1,0 +1,202 @@
+// Package metrics holds the gateway's Prometheus collectors, on a registry of
+// its own, and the listener that serves them with the health endpoints.
+package metrics
+
+import (
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/hookgate/hookgate/auth"
+)
+
+// Route is the route label of a request.
+type Route int
+
+const (
+	RouteOther Route = iota
+	RouteHits
+	RouteDeploys
+	numRoutes
+)
+
+var routeNames = [numRoutes]string{"other", "hits", "deploys"}
+
+func (r Route) String() string { return routeNames[r] }
+
+// Codes the gateway answers with; each gets its pre-resolved counters.
+var codes = []int{202, 400, 401, 403, 404, 405, 413, 415, 429, 500, 503}
+
+// Auth failure reasons of hookgate_auth_failures_total.
+const (
+	AuthMissing     = "missing"
+	AuthMalformed   = "malformed"
+	AuthInvalid     = "invalid"
+	AuthForbidden   = "forbidden"
+	AuthRateLimited = "rate_limited"
+)
+
+// Publish failure reasons of hookgate_publish_failures_total.
+const (
+	PublishTimeout      = "timeout"
+	PublishDisconnected = "disconnected"
+	PublishError        = "error"
+)
+
+// requestBuckets suit a gateway whose requests take tens of microseconds
+// (a refusal) to seconds (an ack wait up to the publish timeout).
+var requestBuckets = []float64{
+	.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10,
+}
+
+// Metrics is every collector of one gateway. Two gateways in one process each
+// have their own.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	requests        *prometheus.CounterVec
+	requestDuration *prometheus.HistogramVec
+	authFailures    *prometheus.CounterVec
+	published       *prometheus.CounterVec
+	publishFailures *prometheus.CounterVec
+	publishDuration prometheus.Histogram
+	cacheRequests   *prometheus.CounterVec
+	tokenEvents     *prometheus.CounterVec
+	natsConnected   prometheus.Gauge
+
+	// Pre-resolved children: the hot path does no label lookups.
+	reqByCode  [numRoutes]map[int]prometheus.Counter
+	durByRoute [numRoutes]prometheus.Observer
+	cacheHit   prometheus.Counter
+	cacheMiss  prometheus.Counter
+}
+
+// New registers the gateway's collectors, the Go and process collectors and
+// hookgate_build_info on a fresh registry.
+func New(version string) *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookgate_http_requests_total",
+			Help: "Webhook listener requests by route and status code.",
+		}, []string{"route", "code"}),
+		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hookgate_http_request_duration_seconds",
+			Help:    "Time from request read to reply, by route.",
+			Buckets: requestBuckets,
+		}, []string{"route"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookgate_auth_failures_total",
+			Help: "Requests refused by authentication or authorization, by reason.",
+		}, []string{"reason"}),
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookgate_published_messages_total",
+			Help: "Webhooks stored in JetStream (acknowledged, duplicates excluded), by kind.",
+		}, []string{"kind"}),
+		publishFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookgate_publish_failures_total",
+			Help: "Publishes answered 503, by reason.",
+		}, []string{"reason"}),
+		publishDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hookgate_publish_duration_seconds",
+			Help:    "Time from publish to JetStream ack.",
+			Buckets: requestBuckets,
+		}),
+		cacheRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookgate_token_cache_requests_total",
+			Help: "Token lookups answered by the cache (hit) or the bucket (miss).",
+		}, []string{"result"}),
+		tokenEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookgate_token_events_total",
+			Help: "Credential events applied from the bucket, by operation.",
+		}, []string{"op"}),
+		natsConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hookgate_nats_connected",
+			Help: "1 while the gateway's NATS connection is up.",
+		}),
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "hookgate_build_info",
+		Help: "Always 1; labels say which build runs.",
+	}, []string{"version", "goversion"})
+	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+
+	m.Registry.MustRegister(
+		m.requests, m.requestDuration, m.authFailures, m.published, m.publishFailures,
+		m.publishDuration, m.cacheRequests, m.tokenEvents, m.natsConnected, buildInfo,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	for r := range numRoutes {
+		m.reqByCode[r] = make(map[int]prometheus.Counter, len(codes))
+		for _, c := range codes {
+			m.reqByCode[r][c] = m.requests.WithLabelValues(r.String(), strconv.Itoa(c))
+		}
+		m.durByRoute[r] = m.requestDuration.WithLabelValues(r.String())
+	}
+	for _, reason := range []string{AuthMissing, AuthMalformed, AuthInvalid, AuthForbidden, AuthRateLimited} {
+		m.authFailures.WithLabelValues(reason)
+	}
+	for _, k := range []auth.Kind{auth.KindHits, auth.KindDeploy} {
+		m.published.WithLabelValues(string(k))
+	}
+	for _, reason := range []string{PublishTimeout, PublishDisconnected, PublishError} {
+		m.publishFailures.WithLabelValues(reason)
+	}
+	m.cacheHit = m.cacheRequests.WithLabelValues("hit")
+	m.cacheMiss = m.cacheRequests.WithLabelValues("miss")
+	for _, op := range []auth.EventOp{auth.EventPut, auth.EventDelete, auth.EventInvalid} {
+		m.tokenEvents.WithLabelValues(string(op))
+	}
+	return m
+}
+
+// Request counts one reply of the webhook listener.
+func (m *Metrics) Request(r Route, code int, d time.Duration) {
+	c, ok := m.reqByCode[r][code]
+	if !ok {
+		c = m.requests.WithLabelValues(r.String(), strconv.Itoa(code))
+	}
+	c.Inc()
+	m.durByRoute[r].Observe(d.Seconds())
+}
+
+// AuthFailure counts one refusal; reason is one of the Auth* constants.
+func (m *Metrics) AuthFailure(reason string) { m.authFailures.WithLabelValues(reason).Inc() }
+
+// Published counts one stored message of kind and how long its ack took.
+func (m *Metrics) Published(kind auth.Kind, duplicate bool, d time.Duration) {
+	m.publishDuration.Observe(d.Seconds())
+	if !duplicate {
+		m.published.WithLabelValues(string(kind)).Inc()
+	}
+}
+
+// PublishFailure counts one publish answered 503; reason is a Publish* constant.
+func (m *Metrics) PublishFailure(reason string) { m.publishFailures.WithLabelValues(reason).Inc() }
+
+// SetNATSConnected sets hookgate_nats_connected.
+func (m *Metrics) SetNATSConnected(up bool) {
+	if up {
+		m.natsConnected.Set(1)
+	} else {
+		m.natsConnected.Set(0)
+	}
+}
+
+// CacheLookup implements auth.Observer.
+func (m *Metrics) CacheLookup(hit bool) {
+	if hit {
+		m.cacheHit.Inc()
+	} else {
+		m.cacheMiss.Inc()
+	}
+}
+
+// TokenEvent implements auth.Observer.
+func (m *Metrics) TokenEvent(op auth.EventOp) { m.tokenEvents.WithLabelValues(string(op)).Inc() }
+
+var _ auth.Observer = (*Metrics)(nil)
