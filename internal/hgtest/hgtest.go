@@ -1,0 +1,232 @@
+// Package hgtest starts real parts for tests: an embedded NATS server with
+// JetStream, a whole gateway on loopback ports, and credentials in its bucket.
+package hgtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookgate/hookgate/auth"
+	"github.com/hookgate/hookgate/bus"
+	"github.com/hookgate/hookgate/gateway"
+)
+
+// NATSOptions returns options for a test NATS server with JetStream stored in
+// dir, on a random loopback port.
+func NATSOptions(dir string) *server.Options {
+	return &server.Options{
+		ServerName: "hgtest",
+		Host:       "127.0.0.1",
+		Port:       server.RANDOM_PORT,
+		JetStream:  true,
+		StoreDir:   dir,
+		NoLog:      true,
+		NoSigs:     true,
+	}
+}
+
+// RunNATS starts a NATS server with JetStream in a temp dir; it stops with the test.
+func RunNATS(t testing.TB) *server.Server {
+	t.Helper()
+	return RunNATSWith(t, NATSOptions(t.TempDir()))
+}
+
+// RunNATSWith starts a NATS server with opts; it stops with the test.
+func RunNATSWith(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatalf("nats server: %v", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatalf("nats server did not start")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s
+}
+
+// Connect returns a client connection to url, closed with the test.
+func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	return nc, js
+}
+
+// Listen opens a loopback listener on a free port.
+func Listen(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	return ln
+}
+
+// LogBuffer collects a gateway's log lines for assertions.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything logged so far.
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Gateway is a running gateway with what tests need to talk to it.
+type Gateway struct {
+	*gateway.Gateway
+	URL        string // http://127.0.0.1:port of the webhook listener
+	MetricsURL string
+	Logs       *LogBuffer
+	Stop       func() // shuts it down and waits; also run at cleanup
+}
+
+// StartGateway starts a gateway against natsURL (empty: embedded in a temp
+// dir) on loopback ports, logging at debug into Logs, and waits for /readyz.
+// configure may change the config before start.
+func StartGateway(t testing.TB, natsURL string, configure func(*gateway.Config)) *Gateway {
+	t.Helper()
+	logs := &LogBuffer{}
+	cfg := gateway.Config{
+		Listener:       Listen(t),
+		MetricsLn:      Listen(t),
+		NATS:           bus.ConnConfig{URL: natsURL},
+		DataDir:        t.TempDir(),
+		EmbeddedListen: "127.0.0.1:0",
+		Logger:         slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g, err := gateway.Start(ctx, cfg)
+	if err != nil {
+		cancel()
+		t.Fatalf("start gateway: %v", err)
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := g.Wait(); err != nil {
+				t.Errorf("gateway stopped with: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	hg := &Gateway{Gateway: g, URL: "http://" + g.Addr().String(), MetricsURL: "http://" + g.MetricsAddr().String(), Logs: logs, Stop: stop}
+	WaitFor(t, 15*time.Second, func() error { return hg.ReadyErr() })
+	return hg
+}
+
+// ReadyErr asks /readyz.
+func (g *Gateway) ReadyErr() error {
+	resp, err := http.Get(g.MetricsURL + "/readyz")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("readyz %d: %s", resp.StatusCode, body)
+	}
+	return nil
+}
+
+// Registry returns a credentials registry on the bucket of the server at url.
+func Registry(t testing.TB, url, bucket string) *auth.Registry {
+	t.Helper()
+	_, js := Connect(t, url)
+	if bucket == "" {
+		bucket = "hookgate-tokens"
+	}
+	kv, err := bus.EnsureBucket(context.Background(), js, bucket, 1)
+	if err != nil {
+		t.Fatalf("bucket: %v", err)
+	}
+	return &auth.Registry{KV: kv}
+}
+
+// Issue creates a credential through the registry.
+func Issue(t testing.TB, reg *auth.Registry, req auth.IssueRequest) auth.Issued {
+	t.Helper()
+	is, err := reg.Issue(context.Background(), req)
+	if err != nil {
+		t.Fatalf("issue: %v", err)
+	}
+	return is
+}
+
+// Post sends a webhook with a bearer token and returns status, body and headers.
+func Post(t testing.TB, url, token string, body []byte, hdr map[string]string) (int, []byte, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("request: %v", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		if v == "" {
+			req.Header.Del(k)
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("post %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out, resp.Header
+}
+
+// WaitFor polls f until it returns nil or timeout passes, then fails the test
+// with f's last error.
+func WaitFor(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met in %s: %v", timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
