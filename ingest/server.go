@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
 	"time"
@@ -59,7 +60,19 @@ func NewServer(cfg ServerConfig, h *Handler) *fasthttp.Server {
 		NoDefaultContentType:          true,
 		CloseOnShutdown:               true,
 		TCPKeepalive:                  true,
+		Logger:                        debugLogger{h.log},
 	}
+}
+
+// debugLogger sends fasthttp's own messages (a client that went away, a
+// malformed request) to the log at debug level: they are the client's
+// problem, not the operator's. Only the message's shape is logged: fasthttp
+// quotes snippets of the raw request in its errors, and those may hold an
+// Authorization header.
+type debugLogger struct{ log *slog.Logger }
+
+func (l debugLogger) Printf(format string, _ ...any) {
+	l.log.Debug("http: connection error", "kind", format)
 }
 
 // serveError answers what fasthttp could not hand to Serve.
@@ -79,6 +92,7 @@ func (h *Handler) serveError(ctx *fasthttp.RequestCtx, err error) {
 	r.write(ctx, 0)
 	h.metrics.Request(rt, r.status, 0)
 	if r != errPayloadTooLarge {
-		h.log.Debug("malformed request", "status", r.status, "error", r.code, "remote", ctx.RemoteIP().String(), "err", err)
+		// err is not logged: fasthttp quotes the raw request in it.
+		h.log.Debug("malformed request", "status", r.status, "error", r.code, "remote", ctx.RemoteIP().String())
 	}
 }

@@ -1,0 +1,270 @@
+package auth_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookgate/hookgate/auth"
+	"github.com/hookgate/hookgate/bus"
+	"github.com/hookgate/hookgate/internal/hgtest"
+)
+
+func credJSON(t testing.TB, id string, expires *time.Time) []byte {
+	t.Helper()
+	b, err := json.Marshal(auth.Credential{ID: id, Org: "acme", App: "web", Kind: auth.KindDeploy, Name: "n", Version: 1, CreatedAt: time.Now().UTC(), ExpiresAt: expires})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// gatedSource answers Get with a fixed entry, but only when released: it lets
+// a test put a watch event between a fill's bucket read and its cache write.
+type gatedSource struct {
+	entry   jetstream.KeyValueEntry
+	read    chan struct{} // closed when Get has read
+	release chan struct{}
+}
+
+func (s *gatedSource) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	close(s.read)
+	<-s.release
+	return s.entry, nil
+}
+
+type entry struct {
+	key   string
+	value []byte
+	rev   uint64
+	op    jetstream.KeyValueOp
+}
+
+func (e entry) Bucket() string                  { return "b" }
+func (e entry) Key() string                     { return e.key }
+func (e entry) Value() []byte                   { return e.value }
+func (e entry) Revision() uint64                { return e.rev }
+func (e entry) Created() time.Time              { return time.Time{} }
+func (e entry) Delta() uint64                   { return 0 }
+func (e entry) Operation() jetstream.KeyValueOp { return e.op }
+
+// A fill that read the credential before its delete was applied must not
+// bring the token back, neither in its own answer nor in later lookups.
+func TestFillRacingDeleteCannotResurrect(t *testing.T) {
+	h := auth.HashToken([]byte("platform-token-0001"))
+	src := &gatedSource{
+		entry:   entry{key: auth.TokenKey(h), value: credJSON(t, "c1", nil), rev: 5, op: jetstream.KeyValuePut},
+		read:    make(chan struct{}),
+		release: make(chan struct{}),
+	}
+	s, err := auth.NewStore(src, nil, auth.StoreConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	type result struct {
+		cred *auth.Credential
+		err  error
+	}
+	done := make(chan result)
+	go func() {
+		c, err := s.Lookup(context.Background(), h)
+		done <- result{c, err}
+	}()
+	<-src.read
+	s.Apply(auth.TokenKey(h), jetstream.KeyValueDelete, nil, 6) // the revoke, seen by the watch
+	close(src.release)
+	if r := <-done; !errors.Is(r.err, auth.ErrInvalidToken) {
+		t.Fatalf("racing fill answered %v, %v; want ErrInvalidToken", r.cred, r.err)
+	}
+	for range 50 {
+		if c, err := s.Lookup(context.Background(), h); !errors.Is(err, auth.ErrInvalidToken) {
+			t.Fatalf("after delete: %v, %v", c, err)
+		}
+	}
+	s.Prune() // even once the event memory is gone, the cache holds no live entry
+	time.Sleep(10 * time.Millisecond)
+	if s.Known(h) {
+		t.Fatal("revoked token still known valid")
+	}
+}
+
+func TestExpiryIsEnforced(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var clock atomic.Pointer[time.Time]
+	clock.Store(&now)
+	s, err := auth.NewStore(nil, nil, auth.StoreConfig{Now: func() time.Time { return *clock.Load() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	h := auth.HashToken([]byte("platform-token-0002"))
+	exp := now.Add(time.Hour)
+	s.Apply(auth.TokenKey(h), jetstream.KeyValuePut, credJSON(t, "c2", &exp), 1)
+	if _, err := s.Lookup(context.Background(), h); err != nil {
+		t.Fatalf("before expiry: %v", err)
+	}
+	later := exp
+	clock.Store(&later)
+	if _, err := s.Lookup(context.Background(), h); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("at expiry: %v", err)
+	}
+}
+
+type countingObserver struct{ invalid, put, del atomic.Int64 }
+
+func (o *countingObserver) CacheLookup(bool) {}
+func (o *countingObserver) TokenEvent(op auth.EventOp) {
+	switch op {
+	case auth.EventInvalid:
+		o.invalid.Add(1)
+	case auth.EventPut:
+		o.put.Add(1)
+	case auth.EventDelete:
+		o.del.Add(1)
+	}
+}
+
+func TestGarbageRecordRevokesAndCounts(t *testing.T) {
+	obs := &countingObserver{}
+	s, err := auth.NewStore(nil, obs, auth.StoreConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	h := auth.HashToken([]byte("platform-token-0003"))
+	s.Apply(auth.TokenKey(h), jetstream.KeyValuePut, credJSON(t, "c3", nil), 1)
+	s.Apply(auth.TokenKey(h), jetstream.KeyValuePut, []byte(`{"id":"c3","org":"ACME.>","kind":"hits","version":1}`), 2)
+	s.Apply("tok.not-a-hash", jetstream.KeyValuePut, credJSON(t, "c4", nil), 3)
+	if _, err := s.Lookup(context.Background(), h); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("garbage record left token valid: %v", err)
+	}
+	if got := obs.invalid.Load(); got != 2 {
+		t.Fatalf("invalid events = %d, want 2", got)
+	}
+}
+
+// Many goroutines look tokens up (filling the cache from a real bucket) while
+// the tokens are deleted. Once the watch has applied a token's delete, no
+// lookup may succeed for it again.
+func TestConcurrentFillsNeverUndoDeletes(t *testing.T) {
+	srv := hgtest.RunNATS(t)
+	_, js := hgtest.Connect(t, srv.ClientURL())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	kv, err := bus.EnsureBucket(ctx, js, "race", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Tiny TTL-free cache with a small size so fills, evictions and deletes interleave.
+	s, err := auth.NewStore(kv, nil, auth.StoreConfig{MaxEntries: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	var deleted sync.Map // Hash -> struct{}: delete applied by the watch
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	synced := make(chan struct{})
+	var watchErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w, err := kv.Watch(watchCtx, auth.TokenKeyPrefix+"*")
+		if err != nil {
+			watchErr = err
+			close(synced)
+			return
+		}
+		defer w.Stop()
+		for {
+			select {
+			case <-watchCtx.Done():
+				return
+			case e := <-w.Updates():
+				if e == nil {
+					close(synced)
+					continue
+				}
+				s.Apply(e.Key(), e.Operation(), e.Value(), e.Revision())
+				if e.Operation() != jetstream.KeyValuePut {
+					h, _ := auth.ParseHash(e.Key()[len(auth.TokenKeyPrefix):])
+					deleted.Store(h, struct{}{})
+				}
+			}
+		}
+	}()
+	<-synced
+	if watchErr != nil {
+		t.Fatal(watchErr)
+	}
+
+	const tokens = 150
+	hashes := make([]auth.Hash, tokens)
+	for i := range hashes {
+		hashes[i] = auth.HashToken(fmt.Appendf(nil, "race-token-%08d", i))
+		if _, err := kv.Put(ctx, auth.TokenKey(hashes[i]), credJSON(t, fmt.Sprintf("c%d", i), nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var resurrected atomic.Int64
+	stopReaders := make(chan struct{})
+	var readers sync.WaitGroup
+	for r := range 8 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for i := r; ; i = (i + 7) % tokens {
+				select {
+				case <-stopReaders:
+					return
+				default:
+				}
+				h := hashes[i]
+				_, wasDeleted := deleted.Load(h) // before the lookup: the delete was applied
+				_, err := s.Lookup(ctx, h)
+				if wasDeleted && err == nil {
+					resurrected.Add(1)
+				}
+			}
+		}()
+	}
+	for i, h := range hashes {
+		if err := kv.Delete(ctx, auth.TokenKey(h)); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 0 {
+			time.Sleep(time.Millisecond) // let fills race the deletes
+		}
+	}
+	hgtest.WaitFor(t, 10*time.Second, func() error {
+		n := 0
+		deleted.Range(func(any, any) bool { n++; return true })
+		if n < tokens {
+			return fmt.Errorf("%d of %d deletes applied", n, tokens)
+		}
+		return nil
+	})
+	time.Sleep(100 * time.Millisecond) // keep racing after the last delete
+	close(stopReaders)
+	readers.Wait()
+	stopWatch()
+	wg.Wait()
+	if n := resurrected.Load(); n > 0 {
+		t.Fatalf("%d lookups succeeded after their token's delete was applied", n)
+	}
+	for _, h := range hashes {
+		if _, err := s.Lookup(ctx, h); !errors.Is(err, auth.ErrInvalidToken) {
+			t.Fatalf("deleted token answered %v", err)
+		}
+	}
+}

@@ -1,0 +1,493 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookgate/hookgate/auth"
+	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/internal/hgtest"
+)
+
+// env is one NATS server, one gateway and a registry on its bucket.
+type env struct {
+	t   *testing.T
+	gw  *hgtest.Gateway
+	reg *auth.Registry
+	js  jetstream.JetStream
+	nc  *nats.Conn
+}
+
+func newEnv(t *testing.T, configure func(*gateway.Config)) *env {
+	t.Helper()
+	srv := hgtest.RunNATS(t)
+	gw := hgtest.StartGateway(t, srv.ClientURL(), configure)
+	nc, js := hgtest.Connect(t, srv.ClientURL())
+	return &env{t: t, gw: gw, reg: hgtest.Registry(t, srv.ClientURL(), ""), js: js, nc: nc}
+}
+
+func (e *env) issue(org string, kind auth.Kind, app string) auth.Issued {
+	return hgtest.Issue(e.t, e.reg, auth.IssueRequest{Org: org, Kind: kind, App: app, Name: org + " " + string(kind) + " " + app})
+}
+
+func (e *env) post(path, token string, body string, hdr map[string]string) (int, map[string]any, http.Header) {
+	e.t.Helper()
+	code, raw, h := hgtest.Post(e.t, e.gw.URL+path, token, []byte(body), hdr)
+	var out map[string]any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		e.t.Fatalf("%s: reply %d is not JSON: %q", path, code, raw)
+	}
+	return code, out, h
+}
+
+func (e *env) streamMsgs() uint64 {
+	e.t.Helper()
+	s, err := e.js.Stream(context.Background(), "HOOKS")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func (e *env) getMsg(seq uint64) *jetstream.RawStreamMsg {
+	e.t.Helper()
+	s, err := e.js.Stream(context.Background(), "HOOKS")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	m, err := s.GetMsg(context.Background(), seq)
+	if err != nil {
+		e.t.Fatalf("get msg %d: %v", seq, err)
+	}
+	return m
+}
+
+func TestWebhooksArriveByteForByte(t *testing.T) {
+	e := newEnv(t, nil)
+	hits := e.issue("acme", auth.KindHits, "")
+	deploy := e.issue("acme", auth.KindDeploy, "web")
+
+	tests := []struct {
+		name, path, token, body, subject, kind string
+		hdr                                    map[string]string
+	}{
+		{"hits object", "/v1/hits/web", hits.Token, "{\"status\":\"firing\", \"n\": 1.50}\n", "hooks.acme.web.hits", "hits", nil},
+		{"hits batch", "/v1/hits/api", hits.Token, `[{"a":1},{"b":[2]}]`, "hooks.acme.api.hits", "hits", map[string]string{"Idempotency-Key": "batch-1"}},
+		{"deploy", "/v1/deploys/web", deploy.Token, `{"version":"1.2.3"}`, "hooks.acme.web.deploy", "deploy", map[string]string{"Content-Type": "application/json; charset=utf-8"}},
+		{"basic auth", "/v1/hits/web", "", `{"x":"y"}`, "hooks.acme.web.hits", "hits",
+			map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("anyone:"+hits.Token))}},
+		{"no content type", "/v1/hits/web", hits.Token, `{}`, "hooks.acme.web.hits", "hits", map[string]string{"Content-Type": ""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := time.Now().UTC()
+			code, out, _ := e.post(tt.path, tt.token, tt.body, tt.hdr)
+			if code != http.StatusAccepted {
+				t.Fatalf("status %d: %v", code, out)
+			}
+			if out["stream"] != "HOOKS" || out["duplicate"] != false || out["id"] == "" {
+				t.Fatalf("reply %v", out)
+			}
+			m := e.getMsg(uint64(out["seq"].(float64)))
+			if m.Subject != tt.subject {
+				t.Errorf("subject %q, want %q", m.Subject, tt.subject)
+			}
+			if !bytes.Equal(m.Data, []byte(tt.body)) {
+				t.Errorf("data %q, want %q", m.Data, tt.body)
+			}
+			credID := hits.ID
+			if tt.kind == "deploy" {
+				credID = deploy.ID
+			}
+			want := map[string]string{
+				"Nats-Msg-Id": out["id"].(string), "Hook-Org": "acme", "Hook-App": strings.Split(tt.subject, ".")[2],
+				"Hook-Kind": tt.kind, "Hook-Credential": credID, "Content-Type": "application/json",
+			}
+			if k := tt.hdr["Idempotency-Key"]; k != "" {
+				want["Hook-Idempotency-Key"] = k
+			}
+			for k, v := range want {
+				if got := m.Header.Get(k); got != v {
+					t.Errorf("header %s = %q, want %q", k, got, v)
+				}
+			}
+			if tt.hdr["Idempotency-Key"] == "" && m.Header.Get("Hook-Idempotency-Key") != "" {
+				t.Errorf("Hook-Idempotency-Key set without a key")
+			}
+			at, err := time.Parse(time.RFC3339Nano, m.Header.Get("Hook-Received-At"))
+			if err != nil || at.Before(before.Add(-time.Second)) || at.After(time.Now().Add(time.Second)) || at.Location() != time.UTC {
+				t.Errorf("Hook-Received-At %q: %v", m.Header.Get("Hook-Received-At"), err)
+			}
+		})
+	}
+}
+
+func TestErrorTableAndNothingStored(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config) { c.Ingest.MaxBody = 1024 })
+	hits := e.issue("acme", auth.KindHits, "")
+	deploy := e.issue("acme", auth.KindDeploy, "web")
+	limited := e.issue("acme", auth.KindHits, "web")
+	basic := func(user, pass string) string {
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+	}
+	unknown, _ := auth.NewToken(auth.KindHits)
+
+	tests := []struct {
+		name, method, path, token, body string
+		hdr                             map[string]string
+		code                            int
+		errCode                         string
+		header                          [2]string
+	}{
+		{"unknown path", "POST", "/v1/other/web", hits.Token, `{}`, nil, 404, "not_found", [2]string{}},
+		{"no app", "POST", "/v1/hits/", hits.Token, `{}`, nil, 404, "not_found", [2]string{}},
+		{"two segments", "POST", "/v1/hits/a/b", hits.Token, `{}`, nil, 404, "not_found", [2]string{}},
+		{"trailing slash", "POST", "/v1/hits/web/", hits.Token, `{}`, nil, 404, "not_found", [2]string{}},
+		{"root", "GET", "/", "", ``, nil, 404, "not_found", [2]string{}},
+		{"GET", "GET", "/v1/hits/web", hits.Token, ``, nil, 405, "method_not_allowed", [2]string{"Allow", "POST"}},
+		{"PUT", "PUT", "/v1/deploys/web", deploy.Token, `{}`, nil, 405, "method_not_allowed", [2]string{"Allow", "POST"}},
+		{"no token", "POST", "/v1/hits/web", "", `{}`, nil, 401, "missing_token", [2]string{"WWW-Authenticate", `Bearer realm="hookgate"`}},
+		{"empty bearer", "POST", "/v1/hits/web", "", `{}`, map[string]string{"Authorization": "Bearer "}, 401, "missing_token", [2]string{"WWW-Authenticate", `Bearer realm="hookgate"`}},
+		{"empty basic password", "POST", "/v1/hits/web", "", `{}`, map[string]string{"Authorization": basic("u", "")}, 401, "missing_token", [2]string{}},
+		{"other scheme", "POST", "/v1/hits/web", "", `{}`, map[string]string{"Authorization": "Token " + hits.Token}, 401, "invalid_token", [2]string{"WWW-Authenticate", `Bearer realm="hookgate"`}},
+		{"typo token", "POST", "/v1/hits/web", hits.Token[:10] + "x" + hits.Token[11:], `{}`, nil, 401, "invalid_token", [2]string{}},
+		{"unknown token", "POST", "/v1/hits/web", unknown, `{}`, nil, 401, "invalid_token", [2]string{}},
+		{"short token", "POST", "/v1/hits/web", "short", `{}`, nil, 401, "invalid_token", [2]string{}},
+		{"invalid app", "POST", "/v1/hits/Web", hits.Token, `{}`, nil, 400, "invalid_app", [2]string{}},
+		{"encoded app", "POST", "/v1/hits/w%2Eb", hits.Token, `{}`, nil, 400, "invalid_app", [2]string{}},
+		{"deploy token on hits", "POST", "/v1/hits/web", deploy.Token, `{}`, nil, 403, "forbidden", [2]string{}},
+		{"hits token on deploys", "POST", "/v1/deploys/web", hits.Token, `{}`, nil, 403, "forbidden", [2]string{}},
+		{"deploy token of another app", "POST", "/v1/deploys/api", deploy.Token, `{}`, nil, 403, "forbidden", [2]string{}},
+		{"hits token limited to another app", "POST", "/v1/hits/api", limited.Token, `{}`, nil, 403, "forbidden", [2]string{}},
+		{"text body", "POST", "/v1/hits/web", hits.Token, `{}`, map[string]string{"Content-Type": "text/plain"}, 415, "unsupported_media_type", [2]string{}},
+		{"empty key", "POST", "/v1/hits/web", hits.Token, `{}`, map[string]string{"Idempotency-Key": " "}, 400, "invalid_idempotency_key", [2]string{}},
+		{"long key", "POST", "/v1/hits/web", hits.Token, `{}`, map[string]string{"Idempotency-Key": strings.Repeat("k", 201)}, 400, "invalid_idempotency_key", [2]string{}},
+		{"key with space", "POST", "/v1/hits/web", hits.Token, `{}`, map[string]string{"Idempotency-Key": "a b"}, 400, "invalid_idempotency_key", [2]string{}},
+		{"empty body", "POST", "/v1/hits/web", hits.Token, ``, nil, 400, "invalid_body", [2]string{}},
+		{"not json", "POST", "/v1/hits/web", hits.Token, `{"a":`, nil, 400, "invalid_body", [2]string{}},
+		{"empty batch", "POST", "/v1/hits/web", hits.Token, `[]`, nil, 400, "invalid_body", [2]string{}},
+		{"batch of deploys", "POST", "/v1/deploys/web", deploy.Token, `[{}]`, nil, 400, "invalid_body", [2]string{}},
+		{"scalar", "POST", "/v1/hits/web", hits.Token, `42`, nil, 400, "invalid_body", [2]string{}},
+		{"too large", "POST", "/v1/hits/web", hits.Token, `{"a":"` + strings.Repeat("x", 2000) + `"}`, nil, 413, "payload_too_large", [2]string{}},
+	}
+	before := e.streamMsgs()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, e.gw.URL+tt.path, strings.NewReader(tt.body))
+			req.Header.Set("Content-Type", "application/json")
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			for k, v := range tt.hdr {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			var out struct{ Error, Message string }
+			if err := json.Unmarshal(raw, &out); err != nil {
+				t.Fatalf("reply not JSON: %q", raw)
+			}
+			if resp.StatusCode != tt.code || out.Error != tt.errCode || out.Message == "" {
+				t.Fatalf("got %d %q, want %d %q (%s)", resp.StatusCode, out.Error, tt.code, tt.errCode, raw)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type %q", ct)
+			}
+			if tt.header[0] != "" && resp.Header.Get(tt.header[0]) != tt.header[1] {
+				t.Errorf("%s = %q, want %q", tt.header[0], resp.Header.Get(tt.header[0]), tt.header[1])
+			}
+			if strings.Contains(string(raw), hits.Token) || strings.Contains(string(raw), deploy.Token) {
+				t.Errorf("reply holds a token")
+			}
+		})
+	}
+	// Duplicated Idempotency-Key headers need a raw request: net/http joins nothing, but be explicit.
+	t.Run("key given twice", func(t *testing.T) {
+		req, _ := http.NewRequest("POST", e.gw.URL+"/v1/hits/web", strings.NewReader(`{}`))
+		req.Header.Set("Authorization", "Bearer "+hits.Token)
+		req.Header.Add("Idempotency-Key", "a")
+		req.Header.Add("Idempotency-Key", "b")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 400 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	})
+	if after := e.streamMsgs(); after != before {
+		t.Fatalf("refused requests stored %d messages", after-before)
+	}
+}
+
+func TestIdempotencyIsScopedToOrganization(t *testing.T) {
+	e := newEnv(t, nil)
+	acme := e.issue("acme", auth.KindHits, "")
+	other := e.issue("globex", auth.KindHits, "")
+	key := map[string]string{"Idempotency-Key": "alert-42"}
+
+	_, first, _ := e.post("/v1/hits/web", acme.Token, `{"n":1}`, key)
+	_, again, _ := e.post("/v1/hits/web", acme.Token, `{"n":2}`, key)
+	if first["duplicate"] != false || again["duplicate"] != true || again["seq"] != first["seq"] || again["id"] != first["id"] {
+		t.Fatalf("first %v, repeat %v", first, again)
+	}
+	if m := e.getMsg(uint64(first["seq"].(float64))); string(m.Data) != `{"n":1}` {
+		t.Fatalf("stored %q: the duplicate's body must be discarded", m.Data)
+	}
+	_, otherOrg, _ := e.post("/v1/hits/web", other.Token, `{"n":3}`, key)
+	_, otherApp, _ := e.post("/v1/hits/api", acme.Token, `{"n":4}`, key)
+	for _, r := range []map[string]any{otherOrg, otherApp} {
+		if r["duplicate"] != false || r["seq"] == first["seq"] {
+			t.Fatalf("same key in another scope was a duplicate: %v", r)
+		}
+	}
+	if n := e.streamMsgs(); n != 3 {
+		t.Fatalf("stream holds %d messages, want 3", n)
+	}
+}
+
+func TestCredentialFromAnotherWriterAndExpiry(t *testing.T) {
+	e := newEnv(t, nil)
+	kv, err := e.js.KeyValue(context.Background(), "hookgate-tokens")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := "platform-issued-token-0123456789"
+	h := auth.HashToken([]byte(token))
+	rec := fmt.Sprintf(`{"id":"plat-1","org":"acme","app":"web","kind":"deploy","name":"from the platform","version":1,"created_at":"2026-01-01T00:00:00Z","expires_at":null}`)
+	if _, err := kv.Put(context.Background(), auth.TokenKey(h), []byte(rec)); err != nil {
+		t.Fatal(err)
+	}
+	hgtest.WaitFor(t, 2*time.Second, func() error {
+		if code, _, _ := e.post("/v1/deploys/web", token, `{}`, nil); code != 202 {
+			return fmt.Errorf("status %d", code)
+		}
+		return nil
+	})
+	if err := kv.Delete(context.Background(), auth.TokenKey(h)); err != nil {
+		t.Fatal(err)
+	}
+	refusedWithin(t, e, "/v1/deploys/web", token, time.Second)
+
+	// Expiry: a credential that expires in a moment stops working then.
+	token2 := "platform-issued-token-expiring-1"
+	exp := time.Now().Add(1500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
+	rec2 := fmt.Sprintf(`{"id":"plat-2","org":"acme","app":"","kind":"hits","name":"n","version":1,"created_at":"2026-01-01T00:00:00Z","expires_at":%q}`, exp)
+	if _, err := kv.Put(context.Background(), auth.TokenKey(auth.HashToken([]byte(token2))), []byte(rec2)); err != nil {
+		t.Fatal(err)
+	}
+	hgtest.WaitFor(t, time.Second, func() error {
+		if code, _, _ := e.post("/v1/hits/web", token2, `{}`, nil); code != 202 {
+			return fmt.Errorf("status %d", code)
+		}
+		return nil
+	})
+	refusedWithin(t, e, "/v1/hits/web", token2, 3*time.Second)
+
+	// Garbage written by a platform is counted and makes nothing valid.
+	token3 := "platform-issued-token-garbage-01"
+	if _, err := kv.Put(context.Background(), auth.TokenKey(auth.HashToken([]byte(token3))), []byte(`{"org":"ACME.>"}`)); err != nil {
+		t.Fatal(err)
+	}
+	hgtest.WaitFor(t, 2*time.Second, func() error {
+		return metricAtLeast(e.gw.MetricsURL, `hookgate_token_events_total{op="invalid"}`, 1)
+	})
+	if code, _, _ := e.post("/v1/hits/web", token3, `{}`, nil); code != 401 {
+		t.Fatalf("garbage credential: status %d", code)
+	}
+}
+
+func refusedWithin(t *testing.T, e *env, path, token string, d time.Duration) {
+	t.Helper()
+	start := time.Now()
+	hgtest.WaitFor(t, d, func() error {
+		code, out, _ := e.post(path, token, `{}`, nil)
+		if code != 401 || out["error"] != "invalid_token" {
+			return fmt.Errorf("still %d %v", code, out)
+		}
+		return nil
+	})
+	t.Logf("%s refused %s after the change", path, time.Since(start).Round(time.Millisecond))
+}
+
+func metricAtLeast(metricsURL, series string, want float64) error {
+	resp, err := http.Get(metricsURL + "/metrics")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for line := range strings.Lines(string(body)) {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			var v float64
+			fmt.Sscan(rest, &v)
+			if v >= want {
+				return nil
+			}
+			return fmt.Errorf("%s = %v, want >= %v", series, v, want)
+		}
+	}
+	return fmt.Errorf("%s not found", series)
+}
+
+func TestRegistryRotateRenameRevoke(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	is := e.issue("acme", auth.KindDeploy, "web")
+	if code, _, _ := e.post("/v1/deploys/web", is.Token, `{}`, nil); code != 202 {
+		t.Fatalf("issued token: %d", code)
+	}
+	rot, err := e.reg.Rotate(ctx, is.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rot.Version != 2 || rot.Token == is.Token {
+		t.Fatalf("rotate: %+v", rot.Credential)
+	}
+	refusedWithin(t, e, "/v1/deploys/web", is.Token, time.Second)
+	if code, _, _ := e.post("/v1/deploys/web", rot.Token, `{}`, nil); code != 202 {
+		t.Fatalf("rotated token: %d", code)
+	}
+	ren, err := e.reg.Rename(ctx, is.ID, "renamed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ren.Version != 3 || ren.Name != "renamed" {
+		t.Fatalf("rename: %+v", ren.Credential)
+	}
+	refusedWithin(t, e, "/v1/deploys/web", rot.Token, time.Second)
+	if code, _, _ := e.post("/v1/deploys/web", ren.Token, `{}`, nil); code != 202 {
+		t.Fatalf("renamed token: %d", code)
+	}
+	if err := e.reg.Revoke(ctx, is.ID); err != nil {
+		t.Fatal(err)
+	}
+	refusedWithin(t, e, "/v1/deploys/web", ren.Token, time.Second)
+	if _, err := e.reg.Rotate(ctx, is.ID); !errors.Is(err, auth.ErrNotFound) {
+		t.Fatalf("rotate after revoke: %v", err)
+	}
+}
+
+func TestNoTokenInLogsOrMetrics(t *testing.T) {
+	e := newEnv(t, nil)
+	valid := e.issue("acme", auth.KindHits, "")
+	revoked := e.issue("acme", auth.KindDeploy, "web")
+	unknown, _ := auth.NewToken(auth.KindHits)
+	typo := valid.Token[:20] + "0" + valid.Token[21:]
+	platform := "some-platform-format-token-zzz"
+	e.post("/v1/hits/web", valid.Token, `{}`, nil)
+	e.post("/v1/deploys/web", valid.Token, `{}`, nil)
+	e.post("/v1/deploys/web", revoked.Token, `{}`, nil)
+	if err := e.reg.Revoke(context.Background(), revoked.ID); err != nil {
+		t.Fatal(err)
+	}
+	refusedWithin(t, e, "/v1/deploys/web", revoked.Token, time.Second)
+	for _, tok := range []string{unknown, typo, platform} {
+		e.post("/v1/hits/web", tok, `{}`, nil)
+		e.post("/v1/hits/web", "", `{}`, map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("u:"+tok))})
+	}
+	resp, err := http.Get(e.gw.MetricsURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsText, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	logs := e.gw.Logs.String()
+	if !strings.Contains(logs, "request refused") {
+		t.Fatalf("expected refusal log lines, got:\n%s", logs)
+	}
+	for _, tok := range []string{valid.Token, revoked.Token, unknown, typo, platform} {
+		for where, text := range map[string]string{"log": logs, "metrics": string(metricsText)} {
+			if strings.Contains(text, tok) {
+				t.Errorf("token found in %s", where)
+			}
+			if strings.Contains(text, auth.HashToken([]byte(tok)).String()) {
+				t.Errorf("token hash found in %s", where)
+			}
+		}
+	}
+}
+
+func TestEmbeddedKeepsStateAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	start := func() *hgtest.Gateway {
+		return hgtest.StartGateway(t, "", func(c *gateway.Config) {
+			c.DataDir = dir
+			c.EmbeddedListen = fmt.Sprintf("127.0.0.1:%d", port)
+		})
+	}
+	gw := start()
+	reg := hgtest.Registry(t, gw.NATSURL(), "")
+	is := hgtest.Issue(t, reg, auth.IssueRequest{Org: "acme", Kind: auth.KindHits, Name: "n"})
+	code, body, _ := hgtest.Post(t, gw.URL+"/v1/hits/web", is.Token, []byte(`{"kept":true}`), nil)
+	if code != 202 {
+		t.Fatalf("post: %d %s", code, body)
+	}
+	gw.Stop()
+
+	gw2 := start()
+	code, body, _ = hgtest.Post(t, gw2.URL+"/v1/hits/web", is.Token, []byte(`{"after":"restart"}`), nil)
+	if code != 202 {
+		t.Fatalf("token lost across restart: %d %s", code, body)
+	}
+	var ack struct{ Seq uint64 }
+	json.Unmarshal(body, &ack)
+	if ack.Seq != 2 {
+		t.Fatalf("seq %d after restart, want 2: the first message was lost", ack.Seq)
+	}
+	_, js := hgtest.Connect(t, gw2.NATSURL())
+	s, err := js.Stream(context.Background(), "HOOKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetMsg(context.Background(), 1)
+	if err != nil || string(m.Data) != `{"kept":true}` {
+		t.Fatalf("first message after restart: %v %v", m, err)
+	}
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func TestReadyzAndHealthz(t *testing.T) {
+	e := newEnv(t, nil)
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200} {
+		resp, err := http.Get(e.gw.MetricsURL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s = %d", path, resp.StatusCode)
+		}
+	}
+}
