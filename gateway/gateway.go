@@ -48,6 +48,7 @@ type Config struct {
 	Server          ingest.ServerConfig
 	ShutdownTimeout time.Duration
 	Cache           auth.StoreConfig
+	Metrics         metrics.Options
 
 	Version string
 	Logger  *slog.Logger
@@ -165,7 +166,7 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("gateway: config: %w", err)
 	}
-	g = &Gateway{cfg: cfg, log: cfg.Logger, Metrics: metrics.New(cfg.Version), done: make(chan struct{})}
+	g = &Gateway{cfg: cfg, log: cfg.Logger, Metrics: metrics.New(cfg.Version, cfg.Metrics), done: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			g.closeAll()

@@ -260,6 +260,9 @@ func (h *Handler) publish(ctx *fasthttp.RequestCtx, req *request, cred *auth.Cre
 		return h.refuse(ctx, req, errUnavailable, "", 1)
 	}
 	h.metrics.Published(req.kind, ack.Duplicate, time.Since(pubStart))
+	if !ack.Duplicate {
+		h.metrics.Accepted(cred.Org, app, req.kind, cred.ID, now)
+	}
 
 	ctx.SetStatusCode(fasthttp.StatusAccepted)
 	ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)

@@ -52,6 +52,15 @@ var requestBuckets = []float64{
 	.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10,
 }
 
+// Options turns on the views whose series depend on what senders do; each
+// has a hard cap on its series.
+type Options struct {
+	PerApp         bool // hookgate_app_webhooks_total{org,app,kind}
+	PerAppMax      int  // default 1000
+	CredentialSeen bool // hookgate_credential_last_seen_timestamp_seconds{credential}
+	CredentialMax  int  // default 1000
+}
+
 // Metrics is every collector of one gateway. Two gateways in one process each
 // have their own.
 type Metrics struct {
@@ -72,11 +81,14 @@ type Metrics struct {
 	durByRoute [numRoutes]prometheus.Observer
 	cacheHit   prometheus.Counter
 	cacheMiss  prometheus.Counter
+
+	perApp   *capped[prometheus.Counter] // nil: off
+	credSeen *capped[prometheus.Gauge]   // nil: off
 }
 
 // New registers the gateway's collectors, the Go and process collectors and
 // hookgate_build_info on a fresh registry.
-func New(version string) *Metrics {
+func New(version string, opts Options) *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -146,6 +158,36 @@ func New(version string) *Metrics {
 	for _, reason := range []string{PublishTimeout, PublishDisconnected, PublishError} {
 		m.publishFailures.WithLabelValues(reason)
 	}
+	if opts.PerApp {
+		if opts.PerAppMax <= 0 {
+			opts.PerAppMax = 1000
+		}
+		vec := prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookgate_app_webhooks_total",
+			Help: "Webhooks stored, by organization, application and kind (at most --per-app-metrics-max series).",
+		}, []string{"org", "app", "kind"})
+		dropped := prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hookgate_app_series_dropped_total",
+			Help: "Webhooks not counted per application because the series cap was reached.",
+		})
+		m.Registry.MustRegister(vec, dropped)
+		m.perApp = newCapped(opts.PerAppMax, dropped, func(l ...string) prometheus.Counter { return vec.WithLabelValues(l...) })
+	}
+	if opts.CredentialSeen {
+		if opts.CredentialMax <= 0 {
+			opts.CredentialMax = 1000
+		}
+		vec := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hookgate_credential_last_seen_timestamp_seconds",
+			Help: "When each credential last had a webhook accepted (at most --credential-metrics-max series).",
+		}, []string{"credential"})
+		dropped := prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hookgate_credential_series_dropped_total",
+			Help: "Accepted webhooks whose credential got no last-seen series because the cap was reached.",
+		})
+		m.Registry.MustRegister(vec, dropped)
+		m.credSeen = newCapped(opts.CredentialMax, dropped, func(l ...string) prometheus.Gauge { return vec.WithLabelValues(l...) })
+	}
 	m.cacheHit = m.cacheRequests.WithLabelValues("hit")
 	m.cacheMiss = m.cacheRequests.WithLabelValues("miss")
 	for _, op := range []auth.EventOp{auth.EventPut, auth.EventDelete, auth.EventInvalid} {
@@ -172,6 +214,21 @@ func (m *Metrics) Published(kind auth.Kind, duplicate bool, d time.Duration) {
 	m.publishDuration.Observe(d.Seconds())
 	if !duplicate {
 		m.published.WithLabelValues(string(kind)).Inc()
+	}
+}
+
+// Accepted records a stored webhook in the per-application and last-seen
+// views, when they are on. org and app are valid names, credential a valid id.
+func (m *Metrics) Accepted(org, app string, kind auth.Kind, credential string, now time.Time) {
+	if m.perApp != nil {
+		if c, ok := m.perApp.get(org+"\x00"+app+"\x00"+string(kind), org, app, string(kind)); ok {
+			c.Inc()
+		}
+	}
+	if m.credSeen != nil {
+		if g, ok := m.credSeen.get(credential, credential); ok {
+			g.Set(float64(now.UnixNano()) / 1e9)
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/hookgate/hookgate/bus"
 	"github.com/hookgate/hookgate/gateway"
 	"github.com/hookgate/hookgate/ingest"
+	"github.com/hookgate/hookgate/metrics"
 )
 
 // natsAuth are the NATS auth flags every command that talks to NATS takes.
@@ -32,32 +33,36 @@ func (a natsAuth) conn(url, name string) bus.ConnConfig {
 }
 
 type serveCmd struct {
-	Listen             string        `default:":8080" help:"Webhook listener address."`
-	MetricsListen      string        `default:":9180" help:"Address of /metrics, /healthz and /readyz."`
-	NatsURL            string        `name:"nats-url" default:"" help:"NATS server URL(s), comma separated. Empty: start an embedded NATS server with JetStream."`
-	DataDir            string        `default:"./data" help:"JetStream storage of the embedded NATS server."`
-	EmbeddedNatsListen string        `name:"embedded-nats-listen" default:"127.0.0.1:4222" help:"Where the embedded NATS server listens, for the CLI and consumers. It has no auth: keep it on loopback."`
-	Stream             string        `default:"HOOKS" help:"JetStream stream for accepted webhooks."`
-	SubjectPrefix      string        `default:"hooks" help:"Subjects are <prefix>.<org>.<app>.<kind>."`
-	TokensBucket       string        `default:"hookgate-tokens" help:"JetStream key-value bucket of credentials."`
-	Replicas           int           `default:"1" help:"Replicas of the stream and bucket when serve creates them."`
-	DedupWindow        time.Duration `default:"2m" help:"The stream's duplicate window when serve creates it (Idempotency-Key horizon)."`
-	MaxBody            int           `default:"262144" help:"Largest accepted body, bytes."`
-	PublishTimeout     time.Duration `default:"5s" help:"Longest wait for the JetStream ack before 503."`
-	ReadTimeout        time.Duration `default:"10s" help:"Longest a client may take to send one whole request."`
-	WriteTimeout       time.Duration `default:"10s" help:"Longest a client may take to read one reply."`
-	IdleTimeout        time.Duration `default:"120s" help:"Keep-alive connections idle longer are closed."`
-	ShutdownTimeout    time.Duration `default:"30s" help:"Longest drain on SIGTERM or SIGINT."`
-	MaxHeaderSize      int           `default:"16384" help:"Largest request header block, bytes."`
-	MaxConnsPerIP      int           `name:"max-conns-per-ip" default:"1024" help:"Most open connections from one client address."`
-	MaxConns           int           `default:"65536" help:"Most open connections in all."`
-	MaxInFlight        int           `default:"10000" help:"Most webhooks waiting for their ack at once; beyond it 503."`
-	RateLimit          float64       `default:"0" help:"Requests per second per credential (0: off)."`
-	RateBurst          int           `default:"0" help:"Burst per credential."`
-	AuthFailureRate    float64       `default:"10" help:"Refused-token requests per second per client address."`
-	AuthFailureBurst   int           `default:"100" help:"Burst of refused-token requests per client address."`
-	LogFormat          string        `default:"text" enum:"text,json" help:"Log format: text or json."`
-	LogLevel           string        `default:"info" enum:"debug,info,warn,error" help:"Log level: debug logs every refused request."`
+	Listen               string        `default:":8080" help:"Webhook listener address."`
+	MetricsListen        string        `default:":9180" help:"Address of /metrics, /healthz and /readyz."`
+	NatsURL              string        `name:"nats-url" default:"" help:"NATS server URL(s), comma separated. Empty: start an embedded NATS server with JetStream."`
+	DataDir              string        `default:"./data" help:"JetStream storage of the embedded NATS server."`
+	EmbeddedNatsListen   string        `name:"embedded-nats-listen" default:"127.0.0.1:4222" help:"Where the embedded NATS server listens, for the CLI and consumers. It has no auth: keep it on loopback."`
+	Stream               string        `default:"HOOKS" help:"JetStream stream for accepted webhooks."`
+	SubjectPrefix        string        `default:"hooks" help:"Subjects are <prefix>.<org>.<app>.<kind>."`
+	TokensBucket         string        `default:"hookgate-tokens" help:"JetStream key-value bucket of credentials."`
+	Replicas             int           `default:"1" help:"Replicas of the stream and bucket when serve creates them."`
+	DedupWindow          time.Duration `default:"2m" help:"The stream's duplicate window when serve creates it (Idempotency-Key horizon)."`
+	MaxBody              int           `default:"262144" help:"Largest accepted body, bytes."`
+	PublishTimeout       time.Duration `default:"5s" help:"Longest wait for the JetStream ack before 503."`
+	ReadTimeout          time.Duration `default:"10s" help:"Longest a client may take to send one whole request."`
+	WriteTimeout         time.Duration `default:"10s" help:"Longest a client may take to read one reply."`
+	IdleTimeout          time.Duration `default:"120s" help:"Keep-alive connections idle longer are closed."`
+	ShutdownTimeout      time.Duration `default:"30s" help:"Longest drain on SIGTERM or SIGINT."`
+	MaxHeaderSize        int           `default:"16384" help:"Largest request header block, bytes."`
+	MaxConnsPerIP        int           `name:"max-conns-per-ip" default:"1024" help:"Most open connections from one client address."`
+	MaxConns             int           `default:"65536" help:"Most open connections in all."`
+	MaxInFlight          int           `default:"10000" help:"Most webhooks waiting for their ack at once; beyond it 503."`
+	RateLimit            float64       `default:"0" help:"Requests per second per credential (0: off)."`
+	RateBurst            int           `default:"0" help:"Burst per credential."`
+	AuthFailureRate      float64       `default:"10" help:"Refused-token requests per second per client address."`
+	AuthFailureBurst     int           `default:"100" help:"Burst of refused-token requests per client address."`
+	PerAppMetrics        bool          `help:"Count stored webhooks per organization, application and kind (hookgate_app_webhooks_total)."`
+	PerAppMetricsMax     int           `default:"1000" help:"Most per-application series; past it webhooks are counted in hookgate_app_series_dropped_total."`
+	CredentialMetrics    bool          `default:"true" negatable:"" help:"Export hookgate_credential_last_seen_timestamp_seconds per credential."`
+	CredentialMetricsMax int           `default:"1000" help:"Most last-seen series; past it they are counted in hookgate_credential_series_dropped_total."`
+	LogFormat            string        `default:"text" enum:"text,json" help:"Log format: text or json."`
+	LogLevel             string        `default:"info" enum:"debug,info,warn,error" help:"Log level: debug logs every refused request."`
 	natsAuth
 }
 
@@ -95,6 +100,10 @@ func (c *serveCmd) Run(e *env) error {
 			MaxHeaderSize: c.MaxHeaderSize,
 			MaxConnsPerIP: c.MaxConnsPerIP,
 			MaxConns:      c.MaxConns,
+		},
+		Metrics: metrics.Options{
+			PerApp: c.PerAppMetrics, PerAppMax: c.PerAppMetricsMax,
+			CredentialSeen: c.CredentialMetrics, CredentialMax: c.CredentialMetricsMax,
 		},
 		Version: version,
 		Logger:  log,
