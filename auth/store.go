@@ -48,7 +48,10 @@ type StoreConfig struct {
 	PositiveTTL   time.Duration // backstop for a missed event; default 5m
 	NegativeTTL   time.Duration // how long an unknown hash is remembered; default 1m
 	LookupTimeout time.Duration // longest bucket read on a miss; default 2s
-	Now           func() time.Time
+	// StaleAfter bounds how long the cache is trusted while the watch lags
+	// behind the bucket; default 3s. See Watch.
+	StaleAfter time.Duration
+	Now        func() time.Time
 }
 
 // Store answers "which credential does this token hash belong to?" from a
@@ -60,6 +63,11 @@ type StoreConfig struct {
 // under mu and only when no newer event for the hash was applied meanwhile.
 // Because Apply's Del is queued behind any Set that went in before it, no fill
 // can land after the delete that should have removed it.
+//
+// Staleness: the cache is only as current as the watch. When the watch may
+// have missed events (NATS disconnected, or the watch lagging behind the
+// bucket), Distrust makes every lookup read the bucket, and entries made
+// before belong to an old epoch and are never served again.
 type Store struct {
 	cache *ristretto.Cache[uint64, *entry]
 	src   Source
@@ -71,18 +79,24 @@ type Store struct {
 	recentN   atomic.Int64 // len(recent), read without the lock on the hot path
 	recentTTL time.Duration
 	lastPrune time.Time
+
+	epoch   atomic.Uint64 // entries and events of other epochs are not served
+	trusted atomic.Bool   // false: every lookup reads the bucket
+	lastRev atomic.Uint64 // highest bucket revision the watch applied
 }
 
 type entry struct {
-	hash Hash
-	cred *Credential // nil: known unknown
-	rev  uint64
+	hash  Hash
+	cred  *Credential // nil: known unknown
+	rev   uint64
+	epoch uint64
 }
 
 type event struct {
-	rev  uint64
-	cred *Credential // nil: deleted
-	at   time.Time
+	rev   uint64
+	cred  *Credential // nil: deleted
+	at    time.Time
+	epoch uint64
 }
 
 // NewStore returns a store reading misses from src.
@@ -98,6 +112,9 @@ func NewStore(src Source, obs Observer, cfg StoreConfig) (*Store, error) {
 	}
 	if cfg.LookupTimeout <= 0 {
 		cfg.LookupTimeout = 2 * time.Second
+	}
+	if cfg.StaleAfter <= 0 {
+		cfg.StaleAfter = 3 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -118,8 +135,33 @@ func NewStore(src Source, obs Observer, cfg StoreConfig) (*Store, error) {
 	}
 	// An event must outlive any fill that read the bucket before it.
 	recentTTL := max(time.Minute, 4*cfg.LookupTimeout)
-	return &Store{cache: cache, src: src, obs: obs, cfg: cfg, recent: make(map[Hash]event), recentTTL: recentTTL}, nil
+	s := &Store{cache: cache, src: src, obs: obs, cfg: cfg, recent: make(map[Hash]event), recentTTL: recentTTL}
+	s.trusted.Store(true)
+	return s, nil
 }
+
+// Distrust stops serving from memory: from now on every lookup reads the
+// bucket, until Trust. Everything cached so far is never served again.
+func (s *Store) Distrust() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.trusted.Store(false)
+	s.epoch.Add(1)
+}
+
+// Trust serves from memory again, starting from an empty epoch.
+func (s *Store) Trust() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.epoch.Add(1)
+	s.trusted.Store(true)
+}
+
+// Trusted reports whether lookups may be answered from memory.
+func (s *Store) Trusted() bool { return s.trusted.Load() }
+
+// LastRevision is the highest bucket revision the watch has applied.
+func (s *Store) LastRevision() uint64 { return s.lastRev.Load() }
 
 // Close releases the cache.
 func (s *Store) Close() { s.cache.Close() }
@@ -158,22 +200,28 @@ func (s *Store) valid(cred *Credential) (*Credential, error) {
 
 // cached returns what memory knows of h: ok is false when only the bucket can tell.
 func (s *Store) cached(h Hash) (cred *Credential, ok bool) {
+	if !s.trusted.Load() {
+		return nil, false
+	}
+	epoch := s.epoch.Load()
 	if s.recentN.Load() > 0 {
 		s.mu.RLock()
 		ev, found := s.recent[h]
 		s.mu.RUnlock()
-		if found {
+		if found && ev.epoch == epoch {
 			return ev.cred, true
 		}
 	}
 	e, found := s.cache.Get(cacheKey(h))
-	if !found || e.hash != h {
+	if !found || e.hash != h || e.epoch != epoch {
 		return nil, false
 	}
 	return e.cred, true
 }
 
 func (s *Store) fill(ctx context.Context, h Hash) (*Credential, error) {
+	// Events applied in earlier epochs are older than this read.
+	epoch := s.epoch.Load()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.LookupTimeout)
 	defer cancel()
 	var (
@@ -194,7 +242,10 @@ func (s *Store) fill(ctx context.Context, h Hash) (*Credential, error) {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ev, ok := s.recent[h]; ok && ev.rev >= rev {
+	if !s.trusted.Load() || s.epoch.Load() != epoch {
+		return cred, nil // the bucket's answer, kept nowhere
+	}
+	if ev, ok := s.recent[h]; ok && ev.epoch == epoch && ev.rev >= rev {
 		// The watch applied an event at least as new as what we read.
 		return ev.cred, nil
 	}
@@ -202,13 +253,16 @@ func (s *Store) fill(ctx context.Context, h Hash) (*Credential, error) {
 	if cred == nil {
 		ttl = s.cfg.NegativeTTL
 	}
-	s.cache.SetWithTTL(cacheKey(h), &entry{hash: h, cred: cred, rev: rev}, 1, ttl)
+	s.cache.SetWithTTL(cacheKey(h), &entry{hash: h, cred: cred, rev: rev, epoch: epoch}, 1, ttl)
 	return cred, nil
 }
 
 // Apply records one event of the bucket's tok. keys, in revision order. A put
 // whose value does not parse makes the token invalid and is counted.
 func (s *Store) Apply(key string, op jetstream.KeyValueOp, value []byte, rev uint64) {
+	if rev > s.lastRev.Load() {
+		s.lastRev.Store(rev) // only the watch goroutine writes it
+	}
 	if len(key) <= len(TokenKeyPrefix) || key[:len(TokenKeyPrefix)] != TokenKeyPrefix {
 		return
 	}
@@ -231,9 +285,10 @@ func (s *Store) Apply(key string, op jetstream.KeyValueOp, value []byte, rev uin
 	now := s.cfg.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.recent[h] = event{rev: rev, cred: cred, at: now}
+	epoch := s.epoch.Load()
+	s.recent[h] = event{rev: rev, cred: cred, at: now, epoch: epoch}
 	if cred != nil {
-		s.cache.SetWithTTL(cacheKey(h), &entry{hash: h, cred: cred, rev: rev}, 1, s.cfg.PositiveTTL)
+		s.cache.SetWithTTL(cacheKey(h), &entry{hash: h, cred: cred, rev: rev, epoch: epoch}, 1, s.cfg.PositiveTTL)
 	} else {
 		s.cache.Del(cacheKey(h))
 	}

@@ -268,3 +268,50 @@ func TestConcurrentFillsNeverUndoDeletes(t *testing.T) {
 		}
 	}
 }
+
+// countingSource serves a fixed entry and counts reads.
+type countingSource struct {
+	entry jetstream.KeyValueEntry
+	reads atomic.Int64
+}
+
+func (s *countingSource) Get(context.Context, string) (jetstream.KeyValueEntry, error) {
+	s.reads.Add(1)
+	if s.entry == nil {
+		return nil, jetstream.ErrKeyNotFound
+	}
+	return s.entry, nil
+}
+
+// While distrusted, nothing cached is served: every lookup asks the bucket,
+// and what was cached before is not served after trust returns.
+func TestDistrustReadsTheBucket(t *testing.T) {
+	h := auth.HashToken([]byte("platform-token-0005"))
+	src := &countingSource{entry: entry{key: auth.TokenKey(h), value: credJSON(t, "c5", nil), rev: 1, op: jetstream.KeyValuePut}}
+	s, err := auth.NewStore(src, nil, auth.StoreConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Apply(auth.TokenKey(h), jetstream.KeyValuePut, credJSON(t, "c5", nil), 1)
+	if _, err := s.Lookup(context.Background(), h); err != nil || src.reads.Load() != 0 {
+		t.Fatalf("trusted lookup: %v, %d reads", err, src.reads.Load())
+	}
+	s.Distrust()
+	src.entry = nil // revoked while the watch could not tell us
+	for range 3 {
+		if _, err := s.Lookup(context.Background(), h); !errors.Is(err, auth.ErrInvalidToken) {
+			t.Fatalf("distrusted lookup served the cache: %v", err)
+		}
+	}
+	if n := src.reads.Load(); n != 3 {
+		t.Fatalf("%d bucket reads, want one per lookup", n)
+	}
+	if s.Known(h) {
+		t.Fatal("Known while distrusted")
+	}
+	s.Trust()
+	if _, err := s.Lookup(context.Background(), h); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("old epoch served after trust: %v", err)
+	}
+}

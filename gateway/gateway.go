@@ -5,6 +5,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,6 +50,9 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	Cache           auth.StoreConfig
 	Metrics         metrics.Options
+
+	TLSCert string // webhook listener certificate (PEM); with TLSKey
+	TLSKey  string
 
 	Version string
 	Logger  *slog.Logger
@@ -114,6 +118,9 @@ func (c *Config) Validate() error {
 	if c.Ingest.RateLimit > 0 && c.Ingest.RateBurst == 0 {
 		errs = append(errs, errors.New("--rate-limit needs --rate-burst of at least 1"))
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
 	if err := c.NATS.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -146,6 +153,7 @@ type Gateway struct {
 	nc       *nats.Conn
 	pub      atomic.Pointer[bus.Publisher] // read by NATS callbacks
 	store    *auth.Store
+	handler  *ingest.Handler
 	http     *fasthttp.Server
 	ln, mln  net.Listener
 
@@ -182,11 +190,18 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 		}
 		natsURL = g.embedded.ClientURL()
 	}
+	// The store exists before the connection: its callbacks use it.
+	if g.store, err = auth.NewStore(bucketSource{g}, g.Metrics, cfg.Cache); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	conn := cfg.NATS
 	conn.URL = natsURL
 	g.nc, err = bus.Connect(conn, bus.ConnEvents{
 		Disconnected: func(err error) {
 			g.Metrics.SetNATSConnected(false)
+			// Deletes written meanwhile reach us only after the reconnect:
+			// until the watch has caught up, read the bucket for every token.
+			g.store.Distrust()
 			if err == nil {
 				return // we closed it
 			}
@@ -210,16 +225,22 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	g.pub.Store(pub)
-	if g.store, err = auth.NewStore(bucketSource{g}, g.Metrics, cfg.Cache); err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
-	}
 
-	h := ingest.New(cfg.Ingest, g.store, pub, g.Metrics, g.log)
-	g.http = ingest.NewServer(cfg.Server, h)
+	g.handler = ingest.New(cfg.Ingest, g.store, pub, g.Metrics, g.log)
+	g.http = ingest.NewServer(cfg.Server, g.handler)
+	var tlsConf *tls.Config
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		if tlsConf, err = ingest.TLSConfig(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
 	if g.ln = cfg.Listener; g.ln == nil {
 		if g.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 			return nil, fmt.Errorf("gateway: webhook listener: %w", err)
 		}
+	}
+	if tlsConf != nil {
+		g.ln = tls.NewListener(g.ln, tlsConf)
 	}
 	if g.mln = cfg.MetricsLn; g.mln == nil {
 		if g.mln, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
@@ -231,7 +252,7 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 	g.cancel = cancel
 	go g.run(ctx, runCtx)
 
-	g.log.Info("hookgate started", "version", cfg.Version, "listen", g.ln.Addr().String(),
+	g.log.Info("hookgate started", "version", cfg.Version, "listen", g.ln.Addr().String(), "tls", tlsConf != nil,
 		"metrics_listen", g.mln.Addr().String(), "nats_mode", mode, "nats_url", redactURL(natsURL),
 		"stream", cfg.Stream, "bucket", cfg.TokensBucket, "subject_prefix", cfg.SubjectPrefix)
 	return g, nil
@@ -380,12 +401,27 @@ func (g *Gateway) bootstrap(ctx context.Context) error {
 func (g *Gateway) ensure(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := bus.EnsureStream(ctx, js, bus.StreamSpec{
+	stream, err := bus.EnsureStream(ctx, js, bus.StreamSpec{
 		Name: g.cfg.Stream, SubjectPrefix: g.cfg.SubjectPrefix, Replicas: g.cfg.Replicas, Duplicates: g.cfg.DedupWindow,
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
+	g.fitBroker(stream.CachedInfo().Config.MaxMsgSize)
 	return bus.EnsureBucket(ctx, js, g.cfg.TokensBucket, g.cfg.Replicas)
+}
+
+// fitBroker makes --max-body agree with the broker: a body the broker would
+// refuse must be a 413 at the door, never a 503 or 500 after it.
+func (g *Gateway) fitBroker(streamMaxMsgSize int32) {
+	maxPayload := g.nc.MaxPayload()
+	before := g.handler.MaxBody()
+	after := g.handler.FitBroker(maxPayload, int64(streamMaxMsgSize))
+	if after < before {
+		g.log.Warn("--max-body lowered to fit the broker: larger bodies get 413",
+			"max_body", before, "now", after, "nats_max_payload", maxPayload,
+			"stream_max_msg_size", streamMaxMsgSize, "header_allowance", ingest.HeaderAllowance)
+	}
 }
 
 // Ready is /readyz: NATS connected, stream and bucket there, watch synced.

@@ -67,6 +67,7 @@ type Handler struct {
 	log     *slog.Logger
 	logInfo *rate.Limiter // samples refusal logs at info level
 
+	maxBody  atomic.Int64 // may shrink to fit the broker's limits
 	perCred  *limit.Table[string]
 	perAddr  *limit.Table[netip.Addr]
 	inFlight atomic.Int64
@@ -97,14 +98,37 @@ func New(cfg Config, a Authenticator, p Publisher, m *metrics.Metrics, log *slog
 	}
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
-	return &Handler{
+	h := &Handler{
 		cfg: cfg, auth: a, pub: p, metrics: m, log: log,
 		logInfo:  rate.NewLimiter(1, 5),
 		perCred:  limit.New[string](cfg.RateLimit, cfg.RateBurst, cfg.LimiterKeys),
 		perAddr:  limit.New[netip.Addr](cfg.AuthFailureRate, cfg.AuthFailureBurst, cfg.LimiterKeys),
 		idPrefix: hex.EncodeToString(rnd[:]) + "-",
 	}
+	h.maxBody.Store(int64(cfg.MaxBody))
+	return h
 }
+
+// HeaderAllowance is what the gateway's own NATS headers can add to a body:
+// the broker's limits must hold both.
+const HeaderAllowance = 1024
+
+// FitBroker lowers the body limit so that a body plus its headers fits the
+// broker's max_payload and the stream's max message size (<= 0: no limit).
+// It returns the limit now in force.
+func (h *Handler) FitBroker(maxPayload, maxMsgSize int64) int64 {
+	limit := h.maxBody.Load()
+	for _, l := range []int64{maxPayload, maxMsgSize} {
+		if l > 0 && limit+HeaderAllowance > l {
+			limit = max(l-HeaderAllowance, 0)
+		}
+	}
+	h.maxBody.Store(limit)
+	return limit
+}
+
+// MaxBody is the body limit in force.
+func (h *Handler) MaxBody() int64 { return h.maxBody.Load() }
 
 var (
 	pathHits    = []byte("/v1/hits/")
@@ -154,6 +178,9 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, req *request) int {
 	if !ctx.IsPost() {
 		return h.refuse(ctx, req, errMethod, "", 0)
 	}
+	if int64(len(ctx.Request.Body())) > h.maxBody.Load() {
+		return h.refuse(ctx, req, errPayloadTooLarge, "", 0)
+	}
 
 	// Token. The decoded Basic password lives in scratch, on the stack.
 	var scratch [(auth.MaxTokenLen + 64) * 3 / 4]byte
@@ -174,7 +201,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, req *request) int {
 	if over, wait := h.perAddr.Over(addr, now); over && !h.auth.Known(hash) {
 		return h.refuse(ctx, req, errRateLimited, metrics.AuthRateLimited, retrySeconds(wait))
 	}
-	cred, err := h.auth.Lookup(ctx, hash)
+	cred, err := h.auth.Lookup(context.Background(), hash)
 	switch {
 	case errors.Is(err, auth.ErrInvalidToken):
 		h.perAddr.Spend(addr, now)
@@ -246,7 +273,9 @@ func (h *Handler) publish(ctx *fasthttp.RequestCtx, req *request, cred *auth.Cre
 	}
 
 	pubStart := time.Now()
-	ack, err := h.pub.Publish(ctx, msg)
+	// Not ctx: fasthttp cancels it at shutdown, and in-flight requests must
+	// finish their acks then. The publish timeout bounds the wait.
+	ack, err := h.pub.Publish(context.Background(), msg)
 	if err != nil {
 		reason := metrics.PublishError
 		switch {

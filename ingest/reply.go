@@ -37,7 +37,6 @@ var (
 	errBadRequest       = newRefusal(http.StatusBadRequest, "bad_request", "the request is not valid HTTP")
 	errHeadersTooLarge  = newRefusal(http.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "the request headers are too large")
 	errRequestTimeout   = newRefusal(http.StatusRequestTimeout, "request_timeout", "the request was not received in time")
-	errInternal         = newRefusal(http.StatusInternalServerError, "internal", "internal error")
 	bodyErrors          = map[error]*refusal{}
 	wwwAuthenticate     = []byte(`Bearer realm="hookgate"`)
 	contentTypeJSON     = []byte("application/json")

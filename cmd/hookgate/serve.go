@@ -57,6 +57,8 @@ type serveCmd struct {
 	RateBurst            int           `default:"0" help:"Burst per credential."`
 	AuthFailureRate      float64       `default:"10" help:"Refused-token requests per second per client address."`
 	AuthFailureBurst     int           `default:"100" help:"Burst of refused-token requests per client address."`
+	TLSCert              string        `name:"tls-cert" placeholder:"FILE" help:"Serve webhooks over TLS with this certificate (PEM, with --tls-key)."`
+	TLSKey               string        `name:"tls-key" placeholder:"FILE" help:"Private key of --tls-cert (PEM)."`
 	PerAppMetrics        bool          `help:"Count stored webhooks per organization, application and kind (hookgate_app_webhooks_total)."`
 	PerAppMetricsMax     int           `default:"1000" help:"Most per-application series; past it webhooks are counted in hookgate_app_series_dropped_total."`
 	CredentialMetrics    bool          `default:"true" negatable:"" help:"Export hookgate_credential_last_seen_timestamp_seconds per credential."`
@@ -105,6 +107,8 @@ func (c *serveCmd) Run(e *env) error {
 			PerApp: c.PerAppMetrics, PerAppMax: c.PerAppMetricsMax,
 			CredentialSeen: c.CredentialMetrics, CredentialMax: c.CredentialMetricsMax,
 		},
+		TLSCert: c.TLSCert,
+		TLSKey:  c.TLSKey,
 		Version: version,
 		Logger:  log,
 	}

@@ -1,0 +1,548 @@
+package gateway_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookgate/hookgate/auth"
+	"github.com/hookgate/hookgate/bus"
+	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/internal/hgtest"
+)
+
+// reply is what one sender saw.
+type reply struct {
+	key        string
+	code       int // 0: connection error
+	retryAfter string
+	took       time.Duration
+	at         time.Time
+}
+
+// load sends POST /v1/hits/web with a unique Idempotency-Key per request from
+// `senders` goroutines until stop is closed or `max` requests were sent.
+type load struct {
+	mu      sync.Mutex
+	replies []reply
+	wg      sync.WaitGroup
+	stop    chan struct{}
+}
+
+func startLoad(t *testing.T, urls []string, token string, senders, max int) *load {
+	l := &load{stop: make(chan struct{})}
+	var sent atomic.Int64
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: senders}}
+	for s := range senders {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				if sent.Add(1) > int64(max) {
+					return
+				}
+				key := fmt.Sprintf("s%d-%d", s, i)
+				url := urls[(s+i)%len(urls)]
+				req, _ := http.NewRequest("POST", url+"/v1/hits/web", strings.NewReader(`{"n":"`+key+`"}`))
+				req.Header.Set("Authorization", "Bearer "+token)
+				req.Header.Set("Idempotency-Key", key)
+				start := time.Now()
+				r := reply{key: key, at: start}
+				resp, err := client.Do(req)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					r.code, r.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
+				} else {
+					time.Sleep(5 * time.Millisecond) // a refused connection returns at once
+				}
+				r.took = time.Since(start)
+				l.mu.Lock()
+				l.replies = append(l.replies, r)
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) finish() []reply {
+	close(l.stop)
+	l.wg.Wait()
+	return l.replies
+}
+
+// storedKeys counts the stream's messages by Hook-Idempotency-Key.
+func storedKeys(t *testing.T, js jetstream.JetStream) map[string]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, "HOOKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]int{}
+	if info.State.Msgs == 0 {
+		return keys
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := uint64(0); n < info.State.Msgs; {
+		batch, err := c.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			keys[m.Headers().Get("Hook-Idempotency-Key")]++
+			got++
+		}
+		if got == 0 {
+			t.Fatalf("stream read stalled at %d of %d", n, info.State.Msgs)
+		}
+		n += uint64(got)
+	}
+	return keys
+}
+
+// checkEveryAcceptedStoredOnce fails unless each 202's key is in the stream
+// exactly once; it returns the count of 202s.
+func checkEveryAcceptedStoredOnce(t *testing.T, replies []reply, stored map[string]int) (accepted int) {
+	t.Helper()
+	for _, r := range replies {
+		if r.code == 202 {
+			accepted++
+			if n := stored[r.key]; n != 1 {
+				t.Errorf("202 for %s but the stream holds it %d times", r.key, n)
+			}
+		}
+	}
+	for k, n := range stored {
+		if n > 1 {
+			t.Errorf("key %s stored %d times", k, n)
+		}
+	}
+	return accepted
+}
+
+func count(replies []reply) map[int]int {
+	m := map[int]int{}
+	for _, r := range replies {
+		m[r.code]++
+	}
+	return m
+}
+
+func TestBrokerOutageUnderLoad(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	opts := func() *server.Options {
+		o := hgtest.NATSOptions(dir)
+		o.Port = port
+		return o
+	}
+	srv := hgtest.RunNATSWith(t, opts())
+	const publishTimeout = 2 * time.Second
+	gw := hgtest.StartGateway(t, srv.ClientURL(), func(c *gateway.Config) { c.PublishTimeout = publishTimeout })
+	reg := hgtest.Registry(t, srv.ClientURL(), "")
+	is := hgtest.Issue(t, reg, auth.IssueRequest{Org: "acme", Kind: auth.KindHits, Name: "outage"})
+	if code, body, _ := hgtest.Post(t, gw.URL+"/v1/hits/web", is.Token, []byte(`{}`), map[string]string{"Idempotency-Key": "warm"}); code != 202 {
+		t.Fatalf("warm-up: %d %s", code, body)
+	}
+
+	l := startLoad(t, []string{gw.URL}, is.Token, 6, 200000)
+	time.Sleep(time.Second)
+	downAt := time.Now()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	hgtest.WaitFor(t, 5*time.Second, func() error {
+		if gw.ReadyErr() == nil {
+			return fmt.Errorf("/readyz still 200 with NATS down")
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second)
+	upAt := time.Now()
+	srv = hgtest.RunNATSWith(t, opts())
+	hgtest.WaitFor(t, 15*time.Second, gw.ReadyErr)
+	recovered := time.Now()
+	time.Sleep(time.Second)
+	replies := l.finish()
+
+	codes := count(replies)
+	for _, r := range replies {
+		switch r.code {
+		case 202:
+		case 503:
+			if n, err := strconv.Atoi(r.retryAfter); err != nil || n < 1 {
+				t.Errorf("503 with Retry-After %q", r.retryAfter)
+			}
+			if r.took > publishTimeout+time.Second {
+				t.Errorf("503 after %s, longer than the publish timeout", r.took)
+			}
+		default:
+			t.Errorf("reply %d for %s: only 202 and 503 are allowed", r.code, r.key)
+		}
+	}
+	afterRecovery := 0
+	for _, r := range replies {
+		if r.code == 202 && r.at.After(recovered) {
+			afterRecovery++
+		}
+	}
+	if afterRecovery == 0 {
+		t.Error("no 202 after NATS came back: the gateway did not recover")
+	}
+	_, js := hgtest.Connect(t, srv.ClientURL())
+	accepted := checkEveryAcceptedStoredOnce(t, replies, storedKeys(t, js))
+	t.Logf("outage: %d requests, %d 202, %d 503, lost 0 of %d acknowledged; down %s, recovered %s after restart",
+		len(replies), accepted, codes[503], accepted, upAt.Sub(downAt).Round(time.Millisecond), recovered.Sub(upAt).Round(time.Millisecond))
+	if codes[503] == 0 {
+		t.Error("no 503 while NATS was down")
+	}
+}
+
+func TestShutdownUnderLoad(t *testing.T) {
+	srv := hgtest.RunNATS(t)
+	const shutdownTimeout = 10 * time.Second
+	gw := hgtest.StartGateway(t, srv.ClientURL(), func(c *gateway.Config) { c.ShutdownTimeout = shutdownTimeout })
+	reg := hgtest.Registry(t, srv.ClientURL(), "")
+	is := hgtest.Issue(t, reg, auth.IssueRequest{Org: "acme", Kind: auth.KindHits, Name: "drain"})
+	l := startLoad(t, []string{gw.URL}, is.Token, 8, 200000)
+	time.Sleep(time.Second)
+	start := time.Now()
+	gw.Stop() // what SIGTERM does: serve's signal context is cancelled
+	took := time.Since(start)
+	if took > shutdownTimeout {
+		t.Errorf("shutdown took %s, over %s", took, shutdownTimeout)
+	}
+	if _, err := net.DialTimeout("tcp", gw.Addr().String(), time.Second); err == nil {
+		t.Error("new connections are still accepted after shutdown")
+	}
+	time.Sleep(200 * time.Millisecond)
+	replies := l.finish()
+	codes := count(replies)
+	for code := range codes {
+		if code != 202 && code != 0 {
+			t.Errorf("%d replies of %d during shutdown", codes[code], code)
+		}
+	}
+	_, js := hgtest.Connect(t, srv.ClientURL())
+	accepted := checkEveryAcceptedStoredOnce(t, replies, storedKeys(t, js))
+	for line := range strings.Lines(gw.Logs.String()) {
+		if strings.Contains(line, "publish failed") || strings.Contains(line, "lookup") {
+			t.Log(line)
+			break
+		}
+	}
+	t.Logf("shutdown: %d requests, %d 202, %d refused connections, lost 0; drained in %s",
+		len(replies), accepted, codes[0], took.Round(time.Millisecond))
+}
+
+func TestRateLimits(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config) {
+		c.Ingest.RateLimit, c.Ingest.RateBurst = 1, 3
+		c.Ingest.AuthFailureRate, c.Ingest.AuthFailureBurst = 0.5, 4
+	})
+	limited := e.issue("acme", auth.KindHits, "")
+	codes := []int{}
+	var retry string
+	for range 5 {
+		code, _, h := e.post("/v1/hits/web", limited.Token, `{}`, nil)
+		codes = append(codes, code)
+		if code == 429 {
+			retry = h.Get("Retry-After")
+		}
+	}
+	if fmt.Sprint(codes) != "[202 202 202 429 429]" {
+		t.Fatalf("per-credential: %v", codes)
+	}
+	if n, err := strconv.Atoi(retry); err != nil || n < 1 {
+		t.Fatalf("Retry-After %q", retry)
+	}
+
+	// Refused tokens from one address: after the burst, 429 without a
+	// bucket read; a token already known valid still works.
+	known := e.issue("acme", auth.KindDeploy, "web")
+	if code, _, _ := e.post("/v1/deploys/web", known.Token, `{}`, nil); code != 202 {
+		t.Fatalf("known token: %d", code)
+	}
+	missesBefore := metricValue(t, e.gw.MetricsURL, `hookgate_token_cache_requests_total{result="miss"}`)
+	codes = codes[:0]
+	for i := range 30 {
+		tok, _ := auth.NewToken(auth.KindHits)
+		code, out, h := e.post("/v1/hits/web", tok, `{}`, nil)
+		codes = append(codes, code)
+		if code == 429 && (out["error"] != "rate_limited" || h.Get("Retry-After") == "") {
+			t.Fatalf("429 reply %v %v", out, h)
+		}
+		_ = i
+	}
+	if fmt.Sprint(codes[:5]) != "[401 401 401 401 429]" {
+		t.Fatalf("refused-token budget: %v", codes)
+	}
+	for _, c := range codes[4:] {
+		if c != 429 {
+			t.Fatalf("guessing went on after the budget: %v", codes)
+		}
+	}
+	misses := metricValue(t, e.gw.MetricsURL, `hookgate_token_cache_requests_total{result="miss"}`) - missesBefore
+	if misses > 4 {
+		t.Fatalf("%v bucket reads for 30 guesses: the limit must come before the lookup", misses)
+	}
+	if code, _, _ := e.post("/v1/deploys/web", known.Token, `{}`, nil); code != 202 {
+		t.Fatalf("known-valid token from a limited address: %d", code)
+	}
+	if v := metricValue(t, e.gw.MetricsURL, `hookgate_auth_failures_total{reason="rate_limited"}`); v < 28 {
+		t.Fatalf("rate_limited failures = %v", v)
+	}
+}
+
+func metricValue(t *testing.T, metricsURL, series string) float64 {
+	t.Helper()
+	resp, err := http.Get(metricsURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for line := range strings.Lines(string(body)) {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("%s not in /metrics", series)
+	return 0
+}
+
+func TestSlowClientIsCutOffWhileOthersAreServed(t *testing.T) {
+	const readTimeout = time.Second
+	e := newEnv(t, func(c *gateway.Config) { c.Server.ReadTimeout = readTimeout })
+	is := e.issue("acme", auth.KindHits, "")
+	conn, err := net.Dial("tcp", e.gw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	request := "POST /v1/hits/web HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + is.Token + "\r\nContent-Length: 2\r\n\r\n{}"
+	start := time.Now()
+	cut := make(chan time.Duration, 1)
+	go func() {
+		// The trickler: one byte every 50ms, 4.5 seconds for the whole request.
+		for i := range len(request) {
+			if _, err := conn.Write([]byte{request[i]}); err != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := conn.Read(buf); err != nil {
+				cut <- time.Since(start)
+				return
+			}
+		}
+	}()
+	// Meanwhile other clients are served.
+	for range 5 {
+		if code, _, _ := e.post("/v1/hits/web", is.Token, `{}`, nil); code != 202 {
+			t.Fatalf("other client got %d while a slow one trickled", code)
+		}
+	}
+	select {
+	case d := <-cut:
+		t.Logf("slow client cut off after %s (read timeout %s)", d.Round(time.Millisecond), readTimeout)
+		if d < readTimeout-100*time.Millisecond || d > readTimeout+2*time.Second {
+			t.Fatalf("cut off after %s, read timeout is %s", d, readTimeout)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("slow client never cut off")
+	}
+	if n := e.streamMsgs(); n != 5 {
+		t.Fatalf("stream holds %d, want the 5 fast requests only", n)
+	}
+}
+
+func TestConcurrencyLimitAnswers503(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config) { c.Ingest.MaxInFlight = 1; c.PublishTimeout = 3 * time.Second })
+	is := e.issue("acme", auth.KindHits, "")
+	// Make publishes hang: remove the stream and answer nothing on its subjects.
+	if err := e.js.DeleteStream(context.Background(), "HOOKS"); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := e.nc.SubscribeSync("hooks.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	e.nc.Flush()
+	first := make(chan int, 1)
+	go func() {
+		code, _, _ := hgtest.Post(t, e.gw.URL+"/v1/hits/web", is.Token, []byte(`{}`), nil)
+		first <- code
+	}()
+	if _, err := sub.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("first publish never sent: %v", err)
+	}
+	code, out, h := e.post("/v1/hits/web", is.Token, `{}`, nil)
+	if code != 503 || out["error"] != "unavailable" || h.Get("Retry-After") == "" {
+		t.Fatalf("second request at the limit: %d %v", code, out)
+	}
+	if code := <-first; code != 503 {
+		t.Fatalf("unacknowledged publish answered %d, want 503 after the timeout", code)
+	}
+}
+
+func TestPayloadLimitFitsBroker(t *testing.T) {
+	opts := hgtest.NATSOptions(t.TempDir())
+	opts.MaxPayload = 64 << 10
+	srv := hgtest.RunNATSWith(t, opts)
+	gw := hgtest.StartGateway(t, srv.ClientURL(), func(c *gateway.Config) { c.Ingest.MaxBody = 256 << 10 })
+	reg := hgtest.Registry(t, srv.ClientURL(), "")
+	is := hgtest.Issue(t, reg, auth.IssueRequest{Org: "acme", Kind: auth.KindHits, Name: "big"})
+	body := func(n int) []byte { return []byte(`{"a":"` + strings.Repeat("x", n-8) + `"}`) }
+	if code, out, _ := hgtest.Post(t, gw.URL+"/v1/hits/web", is.Token, body(100<<10), nil); code != 413 {
+		t.Fatalf("body over the broker's max_payload: %d %s (want 413, never 5xx)", code, out)
+	}
+	if code, out, _ := hgtest.Post(t, gw.URL+"/v1/hits/web", is.Token, body(60<<10), nil); code != 202 {
+		t.Fatalf("body within the broker's limit: %d %s", code, out)
+	}
+	if !strings.Contains(gw.Logs.String(), "--max-body lowered to fit the broker") {
+		t.Fatal("no warning that --max-body was lowered")
+	}
+}
+
+// selfSigned writes a certificate and key for 127.0.0.1 and returns their
+// paths and a pool trusting it.
+func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hookgate test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+func TestTLSListener(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t)
+	srv := hgtest.RunNATS(t)
+	gw := hgtest.StartGateway(t, srv.ClientURL(), func(c *gateway.Config) { c.TLSCert, c.TLSKey = certFile, keyFile })
+	reg := hgtest.Registry(t, srv.ClientURL(), "")
+	is := hgtest.Issue(t, reg, auth.IssueRequest{Org: "acme", Kind: auth.KindHits, Name: "tls"})
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	req, _ := http.NewRequest("POST", "https://"+gw.Addr().String()+"/v1/hits/web", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer "+is.Token)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 202 || resp.TLS == nil || resp.TLS.Version < tls.VersionTLS12 {
+		t.Fatalf("TLS post: %d %+v", resp.StatusCode, resp.TLS)
+	}
+	old := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS11}}}
+	if _, err := old.Post("https://"+gw.Addr().String()+"/v1/hits/web", "application/json", strings.NewReader(`{}`)); err == nil {
+		t.Fatal("TLS 1.1 was accepted")
+	}
+	if resp, err := http.Post("http://"+gw.Addr().String()+"/v1/hits/web", "application/json", strings.NewReader(`{}`)); err == nil && resp.StatusCode == 202 {
+		t.Fatal("plain HTTP accepted on the TLS listener")
+	}
+}
+
+func TestNATSWithAuthAndTLS(t *testing.T) {
+	t.Run("user and password", func(t *testing.T) {
+		opts := hgtest.NATSOptions(t.TempDir())
+		opts.Username, opts.Password = "hookgate", "s3cret"
+		srv := hgtest.RunNATSWith(t, opts)
+		url := fmt.Sprintf("nats://127.0.0.1:%d", srv.Addr().(*net.TCPAddr).Port)
+		gw := hgtest.StartGateway(t, url, func(c *gateway.Config) { c.NATS.User, c.NATS.Password = "hookgate", "s3cret" })
+		if err := gw.ReadyErr(); err != nil {
+			t.Fatal(err)
+		}
+		nc, err := bus.Dial(bus.ConnConfig{URL: url, User: "hookgate", Password: "wrong"})
+		if err == nil {
+			nc.Close()
+			t.Fatal("wrong password accepted: the server does not require auth")
+		}
+	})
+	t.Run("TLS", func(t *testing.T) {
+		certFile, keyFile, _ := selfSigned(t)
+		opts := hgtest.NATSOptions(t.TempDir())
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: certFile, KeyFile: keyFile})
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.TLSConfig, opts.TLS = tc, true
+		srv := hgtest.RunNATSWith(t, opts)
+		url := fmt.Sprintf("tls://127.0.0.1:%d", srv.Addr().(*net.TCPAddr).Port)
+		gw := hgtest.StartGateway(t, url, func(c *gateway.Config) { c.NATS.TLSCA = certFile })
+		if err := gw.ReadyErr(); err != nil {
+			t.Fatal(err)
+		}
+		if nc, err := bus.Dial(bus.ConnConfig{URL: strings.Replace(url, "tls://", "nats://", 1)}); err == nil {
+			nc.Close()
+			t.Fatal("plain connection accepted by a TLS-only server")
+		}
+	})
+}
+
+var _ = bufio.NewReader
