@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -263,8 +264,8 @@ func (s *Store) Apply(key string, op jetstream.KeyValueOp, value []byte, rev uin
 	if rev > s.lastRev.Load() {
 		s.lastRev.Store(rev) // only the watch goroutine writes it
 	}
-	if len(key) <= len(TokenKeyPrefix) || key[:len(TokenKeyPrefix)] != TokenKeyPrefix {
-		return
+	if !strings.HasPrefix(key, TokenKeyPrefix) {
+		return // cred.<id> and anything else: not the cache's business
 	}
 	h, err := ParseHash(key[len(TokenKeyPrefix):])
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -314,4 +315,44 @@ func TestDistrustReadsTheBucket(t *testing.T) {
 	if _, err := s.Lookup(context.Background(), h); !errors.Is(err, auth.ErrInvalidToken) {
 		t.Fatalf("old epoch served after trust: %v", err)
 	}
+}
+
+// A platform may write anything into the bucket: a bad record is refused and
+// counted, never a crash, and never a credential with names unfit for a subject.
+func FuzzStoreApply(f *testing.F) {
+	h := auth.HashToken([]byte("platform-token-fuzz"))
+	f.Add(auth.TokenKey(h), []byte(`{"id":"c1","org":"acme","app":"web","kind":"deploy","name":"n","version":1,"created_at":"2026-01-01T00:00:00Z","expires_at":null}`))
+	f.Add(auth.TokenKey(h), []byte(`{"id":"c1","org":"acme.*","kind":"hits","version":1}`))
+	f.Add("tok.zz", []byte(`{}`))
+	f.Add("cred.c1", []byte(`garbage`))
+	obs := &countingObserver{}
+	s, err := auth.NewStore(&countingSource{}, obs, auth.StoreConfig{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	rev := uint64(0)
+	f.Fuzz(func(t *testing.T, key string, value []byte) {
+		rev++
+		before := obs.invalid.Load() + obs.put.Load() + obs.del.Load()
+		s.Apply(key, jetstream.KeyValuePut, value, rev)
+		after := obs.invalid.Load() + obs.put.Load() + obs.del.Load()
+		hexPart, isTok := strings.CutPrefix(key, auth.TokenKeyPrefix)
+		if !isTok {
+			return
+		}
+		if after != before+1 {
+			t.Fatalf("event on %q not counted", key)
+		}
+		kh, err := auth.ParseHash(hexPart)
+		if err != nil {
+			return
+		}
+		c, err := s.Lookup(context.Background(), kh)
+		if err != nil {
+			return
+		}
+		if c.Validate() != nil {
+			t.Fatalf("store serves an invalid credential %+v from %q", c, value)
+		}
+	})
 }

@@ -59,8 +59,7 @@ func (t *Table[K]) Allow(key K, now time.Time) (bool, time.Duration) {
 	return false, t.wait(l, now)
 }
 
-// Spend takes one event from key's budget even when it is empty, so that a
-// client who keeps failing stays over. It reports whether the key is over.
+// Spend takes one event from key's budget when there is one left.
 func (t *Table[K]) Spend(key K, now time.Time) {
 	if !t.Enabled() {
 		return
