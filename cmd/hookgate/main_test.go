@@ -294,3 +294,40 @@ func TestEnvSetsFlagsAndFlagsWin(t *testing.T) {
 		t.Fatalf("org %q: a flag given must win over the env", is.Org)
 	}
 }
+
+func TestTailPrintsAcceptedWebhooks(t *testing.T) {
+	s := serve(t, t.TempDir(), "")
+	code, out, errOut := runCLI(t, noEnv, "token", "issue", "--org", "acme", "--kind", "hits", "--name", "n", "--json", "--nats-url", s.natsURL)
+	if code != 0 {
+		t.Fatalf("issue: %s", errOut)
+	}
+	var is issued
+	decodeOne(t, out, &is)
+
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"tail", "--org", "acme", "--nats-url", s.natsURL}, noEnv, stdout, stderr)
+	}()
+	hgtest.WaitFor(t, 10*time.Second, func() error {
+		if !strings.Contains(stderr.String(), "Waiting for webhooks on hooks.acme.*.*") {
+			return fmt.Errorf("tail not started: %q", stderr.String())
+		}
+		return nil
+	})
+	if c := post(t, s, "/v1/hits/shop", is.Token); c != 202 {
+		t.Fatalf("post: %d", c)
+	}
+	hgtest.WaitFor(t, 5*time.Second, func() error {
+		line := stdout.String()
+		if !strings.Contains(line, "hooks.acme.shop.hits credential="+is.ID+` {"from":"cli test"}`) {
+			return fmt.Errorf("tail printed %q", line)
+		}
+		return nil
+	})
+	cancel()
+	if c := <-done; c != 0 {
+		t.Fatalf("tail exited %d: %s", c, stderr.String())
+	}
+}
