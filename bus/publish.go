@@ -80,12 +80,11 @@ func (p *Publisher) Connected() bool { return p.nc.Status() == nats.CONNECTED }
 // copy) until the timeout, then fails with ErrPublishTimeout. A failure
 // promises nothing: the message may have been stored.
 func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
-	deadline := time.NewTimer(p.timeout)
-	defer deadline.Stop()
-	var resend *time.Timer
+	deadline := time.Now().Add(p.timeout)
+	var timer *time.Timer
 	defer func() {
-		if resend != nil {
-			resend.Stop()
+		if timer != nil {
+			timer.Stop()
 		}
 	}()
 	for attempt := 1; ; attempt++ {
@@ -93,8 +92,8 @@ func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
 			return Ack{}, ErrDisconnected
 		}
 		reconnected := p.reconnectSignal()
-		// PublishMsgAsync registers a reply per call; it needs a fresh
-		// message each time because it sets fields on it.
+		// PublishMsgAsync registers a reply per call and sets fields on the
+		// message, so each attempt gets its own.
 		f, err := p.js.PublishMsgAsync(&nats.Msg{Subject: msg.Subject, Header: msg.Header, Data: msg.Data})
 		if err != nil {
 			if errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrConnectionClosed) ||
@@ -103,10 +102,11 @@ func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
 			}
 			return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, err)
 		}
-		if resend == nil {
-			resend = time.NewTimer(p.resend)
+		wait := min(p.resend, time.Until(deadline))
+		if timer == nil {
+			timer = time.NewTimer(wait)
 		} else {
-			resend.Reset(p.resend)
+			timer.Reset(wait)
 		}
 		select {
 		case a := <-f.Ok():
@@ -121,12 +121,13 @@ func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
 				return Ack{}, ErrDisconnected
 			}
 			return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, err)
-		case <-deadline.C:
-			return Ack{}, ErrPublishTimeout
 		case <-ctx.Done():
 			return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, ctx.Err())
 		case <-reconnected:
-		case <-resend.C:
+		case <-timer.C:
+		}
+		if !time.Now().Before(deadline) {
+			return Ack{}, ErrPublishTimeout
 		}
 	}
 }

@@ -491,3 +491,29 @@ func TestReadyzAndHealthz(t *testing.T) {
 		}
 	}
 }
+
+func TestExistingStreamIsLeftAlone(t *testing.T) {
+	srv := hgtest.RunNATS(t)
+	_, js := hgtest.Connect(t, srv.ClientURL())
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "HOOKS", Subjects: []string{"hooks.>"}, Storage: jetstream.MemoryStorage,
+		MaxAge: time.Hour, MaxMsgs: 12345, Duplicates: 10 * time.Second,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	gw := hgtest.StartGateway(t, srv.ClientURL(), func(c *gateway.Config) { c.DedupWindow = 5 * time.Minute })
+	reg := hgtest.Registry(t, srv.ClientURL(), "")
+	is := hgtest.Issue(t, reg, auth.IssueRequest{Org: "acme", Kind: auth.KindHits, Name: "n"})
+	if code, body, _ := hgtest.Post(t, gw.URL+"/v1/hits/web", is.Token, []byte(`{}`), nil); code != 202 {
+		t.Fatalf("post: %d %s", code, body)
+	}
+	s, err := js.Stream(ctx, "HOOKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	if cfg.Storage != jetstream.MemoryStorage || cfg.MaxAge != time.Hour || cfg.MaxMsgs != 12345 || cfg.Duplicates != 10*time.Second {
+		t.Fatalf("serve changed the operator's stream: %+v", cfg)
+	}
+}

@@ -81,6 +81,8 @@ type Metrics struct {
 	durByRoute [numRoutes]prometheus.Observer
 	cacheHit   prometheus.Counter
 	cacheMiss  prometheus.Counter
+	authByWhy  map[string]prometheus.Counter
+	pubByKind  map[auth.Kind]prometheus.Counter
 
 	perApp   *capped[prometheus.Counter] // nil: off
 	credSeen *capped[prometheus.Gauge]   // nil: off
@@ -149,11 +151,13 @@ func New(version string, opts Options) *Metrics {
 		}
 		m.durByRoute[r] = m.requestDuration.WithLabelValues(r.String())
 	}
+	m.authByWhy = make(map[string]prometheus.Counter)
 	for _, reason := range []string{AuthMissing, AuthMalformed, AuthInvalid, AuthForbidden, AuthRateLimited} {
-		m.authFailures.WithLabelValues(reason)
+		m.authByWhy[reason] = m.authFailures.WithLabelValues(reason)
 	}
+	m.pubByKind = make(map[auth.Kind]prometheus.Counter)
 	for _, k := range []auth.Kind{auth.KindHits, auth.KindDeploy} {
-		m.published.WithLabelValues(string(k))
+		m.pubByKind[k] = m.published.WithLabelValues(string(k))
 	}
 	for _, reason := range []string{PublishTimeout, PublishDisconnected, PublishError} {
 		m.publishFailures.WithLabelValues(reason)
@@ -207,13 +211,13 @@ func (m *Metrics) Request(r Route, code int, d time.Duration) {
 }
 
 // AuthFailure counts one refusal; reason is one of the Auth* constants.
-func (m *Metrics) AuthFailure(reason string) { m.authFailures.WithLabelValues(reason).Inc() }
+func (m *Metrics) AuthFailure(reason string) { m.authByWhy[reason].Inc() }
 
 // Published counts one stored message of kind and how long its ack took.
 func (m *Metrics) Published(kind auth.Kind, duplicate bool, d time.Duration) {
 	m.publishDuration.Observe(d.Seconds())
 	if !duplicate {
-		m.published.WithLabelValues(string(kind)).Inc()
+		m.pubByKind[kind].Inc()
 	}
 }
 
