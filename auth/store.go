@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,9 +51,11 @@ type StoreConfig struct {
 	NegativeTTL   time.Duration // how long an unknown hash is remembered; default 1m
 	LookupTimeout time.Duration // longest bucket read on a miss; default 2s
 	// StaleAfter bounds how long the cache is trusted while the watch lags
-	// behind the bucket; default 3s. See Watch.
+	// behind the bucket; default 500ms, so that a revoke holds within the
+	// contract's second even when the watch stalls. See Watch.
 	StaleAfter time.Duration
 	Now        func() time.Time
+	Logger     *slog.Logger // trust changes; if nil, not logged
 }
 
 // Store answers "which credential does this token hash belong to?" from a
@@ -115,10 +118,13 @@ func NewStore(src Source, obs Observer, cfg StoreConfig) (*Store, error) {
 		cfg.LookupTimeout = 2 * time.Second
 	}
 	if cfg.StaleAfter <= 0 {
-		cfg.StaleAfter = 3 * time.Second
+		cfg.StaleAfter = 500 * time.Millisecond
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if obs == nil {
 		obs = nopObserver{}
@@ -143,10 +149,12 @@ func NewStore(src Source, obs Observer, cfg StoreConfig) (*Store, error) {
 
 // Distrust stops serving from memory: from now on every lookup reads the
 // bucket, until Trust. Everything cached so far is never served again.
-func (s *Store) Distrust() {
+func (s *Store) Distrust(reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.trusted.Store(false)
+	if s.trusted.Swap(false) {
+		s.cfg.Logger.Warn("credential cache distrusted: every token is read from the bucket until the watch catches up", "reason", reason)
+	}
 	s.epoch.Add(1)
 }
 
@@ -155,7 +163,9 @@ func (s *Store) Trust() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.epoch.Add(1)
-	s.trusted.Store(true)
+	if !s.trusted.Swap(true) {
+		s.cfg.Logger.Info("credential cache trusted again: the watch has caught up")
+	}
 }
 
 // Trusted reports whether lookups may be answered from memory.

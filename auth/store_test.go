@@ -298,7 +298,7 @@ func TestDistrustReadsTheBucket(t *testing.T) {
 	if _, err := s.Lookup(context.Background(), h); err != nil || src.reads.Load() != 0 {
 		t.Fatalf("trusted lookup: %v, %d reads", err, src.reads.Load())
 	}
-	s.Distrust()
+	s.Distrust("test")
 	src.entry = nil // revoked while the watch could not tell us
 	for range 3 {
 		if _, err := s.Lookup(context.Background(), h); !errors.Is(err, auth.ErrInvalidToken) {

@@ -10,29 +10,31 @@ import (
 )
 
 // Watch applies every event of the bucket to the store until ctx ends. synced
-// is called once, when the watch has delivered the bucket's current state.
-// The watcher is an ordered consumer: nats.go recreates it after a reconnect
-// or a missed heartbeat, so one call lasts the process's life.
+// is called once, when the watch has first delivered the bucket's current
+// state.
 //
-// Every StaleAfter/2 it also asks the bucket for its last revision. If the
-// watch has not reached a revision the bucket had one check earlier, the
-// watch is lagging or stalled and may be missing deletes: the store is
-// distrusted (every lookup reads the bucket) until the watch catches up. So a
-// revoked token is served from memory for at most about StaleAfter after the
-// watch stops delivering, whatever the cause.
+// Every StaleAfter/2 it asks the bucket for its last revision. If the watch
+// has not reached the revision the bucket had at the previous check, the
+// watch is lagging or stalled (its consumer's node died, NATS restarted) and
+// may be missing deletes: the store is distrusted, so every lookup reads the
+// bucket, and the watch is recreated from the last revision it applied. Once
+// the new watch has caught up, the store is trusted again. A delete is thus
+// never served from memory for longer than about StaleAfter plus a round trip,
+// whatever happens to the watch.
 func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, synced func()) error {
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
 		return fmt.Errorf("auth: watch bucket %q: %w", kv.Bucket(), err)
 	}
-	defer w.Stop()
+	defer func() { w.Stop() }()
 
 	prune := time.NewTicker(10 * time.Second)
 	defer prune.Stop()
 	check := time.NewTicker(s.cfg.StaleAfter / 2)
 	defer check.Stop()
-	var target uint64 // the bucket's last revision at the previous check
-	initial := true
+	var target uint64  // the bucket's last revision at the previous check
+	catchingUp := true // until the watch's initial state is delivered
+	everSynced := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -40,15 +42,21 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, synced func())
 		case <-prune.C:
 			s.Prune()
 		case <-check.C:
-			if initial {
+			if catchingUp {
 				continue
 			}
 			last, err := bucketLastRevision(ctx, kv, s.cfg.StaleAfter/2)
 			caughtUp := s.LastRevision() >= target
 			switch {
-			case err != nil || !caughtUp:
-				if s.Trusted() {
-					s.Distrust()
+			case err != nil:
+				s.Distrust("bucket status: " + err.Error())
+			case !caughtUp:
+				s.Distrust("watch behind the bucket")
+				// Do not wait for nats.go to notice (two missed heartbeats):
+				// start a new watch where this one stopped.
+				if nw, werr := kv.WatchAll(ctx, jetstream.ResumeFromRevision(s.LastRevision()+1)); werr == nil {
+					w.Stop()
+					w, catchingUp = nw, true
 				}
 			case !s.Trusted():
 				s.Trust()
@@ -56,8 +64,8 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, synced func())
 			if err == nil {
 				target = last
 			} else {
-				// Unknown: trust again only once a check after this one
-				// has seen the watch reach the bucket's revision.
+				// Unknown: trust again only once a later check has seen
+				// the watch reach the bucket's revision.
 				target = math.MaxUint64
 			}
 		case e, ok := <-w.Updates():
@@ -65,17 +73,17 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, synced func())
 				return fmt.Errorf("auth: watch of bucket %q ended", kv.Bucket())
 			}
 			if e == nil {
-				if initial && synced != nil {
+				catchingUp = false
+				if !everSynced && synced != nil {
 					synced()
 				}
-				initial = false
+				everSynced = true
 				continue
 			}
 			s.Apply(e.Key(), e.Operation(), e.Value(), e.Revision())
 		}
 	}
 }
-
 func bucketLastRevision(ctx context.Context, kv jetstream.KeyValue, timeout time.Duration) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

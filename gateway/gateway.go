@@ -191,6 +191,9 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 		natsURL = g.embedded.ClientURL()
 	}
 	// The store exists before the connection: its callbacks use it.
+	if cfg.Cache.Logger == nil {
+		cfg.Cache.Logger = g.log
+	}
 	if g.store, err = auth.NewStore(bucketSource{g}, g.Metrics, cfg.Cache); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
@@ -201,7 +204,7 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 			g.Metrics.SetNATSConnected(false)
 			// Deletes written meanwhile reach us only after the reconnect:
 			// until the watch has caught up, read the bucket for every token.
-			g.store.Distrust()
+			g.store.Distrust("NATS disconnected")
 			if err == nil {
 				return // we closed it
 			}

@@ -1,0 +1,548 @@
+package faults_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookgate/hookgate/auth"
+	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/internal/hgtest"
+)
+
+const (
+	streamName = "HOOKS"
+	bucketName = "hookgate-tokens"
+	kvStream   = "KV_" + bucketName
+)
+
+// freePort returns a loopback TCP port that was free a moment ago. A server
+// restarted on it later binds with SO_REUSEADDR, as Go listeners do.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// cluster is three nats-server nodes with JetStream, clustered over loopback
+// routes. The nodes do not advertise each other to clients (NoAdvertise), so a
+// client given one node's URL stays with that node: the tests decide who can
+// reach what.
+type cluster struct {
+	t     testing.TB
+	names []string
+	opts  []*server.Options
+	mu    sync.Mutex
+	srv   []*server.Server // nil while a node is down
+}
+
+// startCluster starts n1, n2 and n3 and waits until JetStream can place a
+// stream with three replicas.
+func startCluster(t testing.TB) *cluster {
+	t.Helper()
+	c := &cluster{t: t, names: []string{"n1", "n2", "n3"}}
+	routePorts := make([]int, len(c.names))
+	for i := range routePorts {
+		routePorts[i] = freePort(t)
+	}
+	for i, name := range c.names {
+		var routes []string
+		for j, p := range routePorts {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+			}
+		}
+		c.opts = append(c.opts, &server.Options{
+			ServerName: name,
+			Host:       "127.0.0.1",
+			Port:       freePort(t),
+			JetStream:  true,
+			StoreDir:   t.TempDir(),
+			NoLog:      true,
+			NoSigs:     true,
+			Cluster: server.ClusterOpts{
+				Name:        "hg",
+				Host:        "127.0.0.1",
+				Port:        routePorts[i],
+				NoAdvertise: true,
+			},
+			Routes: server.RoutesFromStr(strings.Join(routes, ",")),
+		})
+	}
+	c.srv = make([]*server.Server, len(c.names))
+	// A node's Start returns before its routes are up, so starting them one
+	// after the other is fine: each finds the others as they come.
+	for i := range c.names {
+		c.srv[i] = hgtest.RunNATSWith(t, c.opts[i].Clone())
+	}
+	c.waitJetStream(30 * time.Second)
+	return c
+}
+
+// url is node i's client URL.
+func (c *cluster) url(i int) string {
+	return fmt.Sprintf("nats://127.0.0.1:%d", c.opts[i].Port)
+}
+
+// urls is every node's client URL, comma separated, as gateways take them.
+func (c *cluster) urls() string {
+	var us []string
+	for i := range c.names {
+		us = append(us, c.url(i))
+	}
+	return strings.Join(us, ",")
+}
+
+// index returns the node index of a server name.
+func (c *cluster) index(name string) int {
+	return slices.Index(c.names, name)
+}
+
+// stop shuts node i down and waits until it is gone.
+func (c *cluster) stop(i int) {
+	c.mu.Lock()
+	s := c.srv[i]
+	c.srv[i] = nil
+	c.mu.Unlock()
+	if s == nil {
+		c.t.Fatalf("node %s is already down", c.names[i])
+	}
+	s.Shutdown()
+	s.WaitForShutdown()
+}
+
+// restart starts node i again on the same ports and store, and waits until
+// its JetStream has caught up with the cluster.
+func (c *cluster) restart(i int) {
+	c.t.Helper()
+	s := hgtest.RunNATSWith(c.t, c.opts[i].Clone())
+	c.mu.Lock()
+	c.srv[i] = s
+	c.mu.Unlock()
+	hgtest.WaitFor(c.t, 30*time.Second, func() error {
+		if !s.JetStreamIsCurrent() {
+			return fmt.Errorf("node %s: JetStream not current yet", c.names[i])
+		}
+		return nil
+	})
+}
+
+// waitJetStream polls until a stream with three replicas can be created, which
+// needs a meta leader and every node's JetStream up.
+func (c *cluster) waitJetStream(timeout time.Duration) {
+	c.t.Helper()
+	_, js := connect(c.t, c.urls())
+	hgtest.WaitFor(c.t, timeout, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name: "READY", Subjects: []string{"ready.>"}, Replicas: 3, Storage: jetstream.MemoryStorage,
+		})
+		return err
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := js.DeleteStream(ctx, "READY"); err != nil {
+		c.t.Fatalf("delete READY: %v", err)
+	}
+}
+
+// streamLeader returns the index of the node leading stream name.
+func (c *cluster) streamLeader(js jetstream.JetStream, name string) int {
+	c.t.Helper()
+	var leader int
+	hgtest.WaitFor(c.t, 20*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.Cluster == nil || info.Cluster.Leader == "" {
+			return fmt.Errorf("stream %s has no leader", name)
+		}
+		if leader = c.index(info.Cluster.Leader); leader < 0 {
+			return fmt.Errorf("stream %s: unknown leader %q", name, info.Cluster.Leader)
+		}
+		return nil
+	})
+	return leader
+}
+
+// waitStreamLeaderNot waits until stream name is led by a node other than i.
+func (c *cluster) waitStreamLeaderNot(js jetstream.JetStream, name string, i int) int {
+	c.t.Helper()
+	var leader int
+	hgtest.WaitFor(c.t, 30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.Cluster == nil || info.Cluster.Leader == "" || c.index(info.Cluster.Leader) == i || c.index(info.Cluster.Leader) < 0 {
+			return fmt.Errorf("stream %s: leader %+v", name, info.Cluster)
+		}
+		leader = c.index(info.Cluster.Leader)
+		return nil
+	})
+	return leader
+}
+
+// clusterGateway starts a gateway on urls with three replicas, as the issue
+// asks. The refused-token budget per client address is off: every request of
+// these tests comes from 127.0.0.1, and the revocation probes would otherwise
+// turn 401s into 429s (a refusal too, but not the path being measured).
+func clusterGateway(t testing.TB, urls string) *hgtest.Gateway {
+	t.Helper()
+	return hgtest.StartGateway(t, urls, func(c *gateway.Config) {
+		c.Replicas = 3
+		c.PublishTimeout = 5 * time.Second
+		c.Ingest.AuthFailureRate = -1
+	})
+}
+
+// connect opens a client connection that keeps reconnecting for the test's
+// life; it is closed with the test.
+func connect(t testing.TB, urls string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(urls, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.Timeout(2*time.Second))
+	if err != nil {
+		t.Fatalf("connect %s: %v", urls, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	return nc, js
+}
+
+// bucket returns the credentials bucket, which the gateways created.
+func bucket(t testing.TB, js jetstream.JetStream) jetstream.KeyValue {
+	t.Helper()
+	var kv jetstream.KeyValue
+	hgtest.WaitFor(t, 20*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		var err error
+		kv, err = js.KeyValue(ctx, bucketName)
+		return err
+	})
+	return kv
+}
+
+// issue creates a hits credential for org and returns it with its token.
+func issue(t testing.TB, reg *auth.Registry, org, name string) auth.Issued {
+	t.Helper()
+	var is auth.Issued
+	hgtest.WaitFor(t, 20*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var err error
+		is, err = reg.Issue(ctx, auth.IssueRequest{Org: org, Kind: auth.KindHits, Name: name})
+		return err
+	})
+	return is
+}
+
+// deleteToken deletes the tok. key of token, retrying while the bucket has no
+// leader, and returns when the delete is acknowledged.
+func deleteToken(t testing.TB, kv jetstream.KeyValue, token string) time.Time {
+	t.Helper()
+	key := auth.TokenKey(auth.HashToken([]byte(token)))
+	hgtest.WaitFor(t, 30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		return kv.Delete(ctx, key)
+	})
+	return time.Now()
+}
+
+// reply is what a sender learns from one webhook request.
+type reply struct {
+	code       int
+	retryAfter string
+	errCode    string
+	seq        uint64
+	duplicate  bool
+	raw        []byte
+}
+
+// newClient returns an HTTP client for concurrent senders. Its timeout is
+// well above the publish timeout: a gateway must answer before it.
+func newClient() *http.Client {
+	return &http.Client{
+		Timeout:   20 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 32, MaxConnsPerHost: 64, IdleConnTimeout: 30 * time.Second},
+	}
+}
+
+// send posts a hits webhook. It is safe on any goroutine: it reports errors
+// instead of failing the test.
+func send(client *http.Client, gwURL, app, token, idemKey string, body []byte) (reply, error) {
+	req, err := http.NewRequest(http.MethodPost, gwURL+"/v1/hits/"+app, bytes.NewReader(body))
+	if err != nil {
+		return reply{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	if idemKey != "" {
+		req.Header.Set("Idempotency-Key", idemKey)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return reply{}, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return reply{}, err
+	}
+	r := reply{code: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After"), raw: raw}
+	switch r.code {
+	case http.StatusAccepted:
+		var ok struct {
+			ID        string `json:"id"`
+			Stream    string `json:"stream"`
+			Seq       uint64 `json:"seq"`
+			Duplicate bool   `json:"duplicate"`
+		}
+		if err := json.Unmarshal(raw, &ok); err != nil || ok.Stream != streamName || ok.Seq == 0 || ok.ID == "" {
+			return r, fmt.Errorf("202 with a bad body %q (%v)", raw, err)
+		}
+		r.seq, r.duplicate = ok.Seq, ok.Duplicate
+	default:
+		var e struct {
+			Error string `json:"error"`
+		}
+		if err := json.Unmarshal(raw, &e); err != nil || e.Error == "" {
+			return r, fmt.Errorf("%d with a bad body %q (%v)", r.code, raw, err)
+		}
+		r.errCode = e.Error
+	}
+	return r, nil
+}
+
+// checkUnavailable reports what is wrong with a reply that should be the
+// contract's 503: error unavailable and a Retry-After of whole seconds >= 1.
+func checkUnavailable(r reply) error {
+	if r.code != http.StatusServiceUnavailable || r.errCode != "unavailable" {
+		return fmt.Errorf("want 503 unavailable, got %d %s", r.code, r.raw)
+	}
+	n, err := strconv.Atoi(r.retryAfter)
+	if err != nil || n < 1 {
+		return fmt.Errorf("503 with Retry-After %q, want whole seconds >= 1", r.retryAfter)
+	}
+	return nil
+}
+
+// readyz returns the status code of the gateway's /readyz.
+func readyz(g *hgtest.Gateway) (int, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(g.MetricsURL + "/readyz")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
+// storedKeys reads the whole stream back with an ordered consumer and returns,
+// for each Hook-Idempotency-Key, the sequences it is stored at.
+func storedKeys(t testing.TB, js jetstream.JetStream) (keys map[string][]uint64, total int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var (
+		s    jetstream.Stream
+		info *jetstream.StreamInfo
+	)
+	hgtest.WaitFor(t, 20*time.Second, func() error {
+		var err error
+		if s, err = js.Stream(ctx, streamName); err != nil {
+			return err
+		}
+		info, err = s.Info(ctx)
+		return err
+	})
+	keys = make(map[string][]uint64)
+	last := info.State.LastSeq
+	if info.State.Msgs == 0 {
+		return keys, 0
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatalf("ordered consumer: %v", err)
+	}
+	var seen uint64
+	for round := 0; seen < last; round++ {
+		if ctx.Err() != nil || round > 10000 {
+			t.Fatalf("read back %d of the stream's %d messages (last seq %d) before giving up", total, info.State.Msgs, last)
+		}
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoMessages) {
+				continue
+			}
+			t.Fatalf("fetch: %v", err)
+		}
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				t.Fatalf("metadata: %v", err)
+			}
+			seen = md.Sequence.Stream
+			total++
+			if k := m.Headers().Get("Hook-Idempotency-Key"); k != "" {
+				keys[k] = append(keys[k], md.Sequence.Stream)
+			}
+		}
+	}
+	return keys, total
+}
+
+// percentile returns the p-th percentile (0..100) of sorted ds.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	i := int(float64(len(ds)-1) * p / 100)
+	return ds[i]
+}
+
+// logGateway logs a gateway's own lines at info and above (not the per-request
+// debug lines), for the report of a failed or surprising case.
+func logGateway(t testing.TB, name string, g *hgtest.Gateway) {
+	t.Helper()
+	n := 0
+	for line := range strings.Lines(g.Logs.String()) {
+		var rec struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil || rec.Level == "DEBUG" {
+			continue
+		}
+		if n++; n > 40 {
+			t.Logf("%s: (more log lines left out)", name)
+			return
+		}
+		t.Logf("%s log: %s", name, strings.TrimSpace(line))
+	}
+}
+
+// cacheHits scrapes hookgate_token_cache_requests_total{result="hit"}.
+func cacheHits(g *hgtest.Gateway) (float64, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(g.MetricsURL + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	const series = `hookgate_token_cache_requests_total{result="hit"} `
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(line, series); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, nil // no hit yet
+}
+
+// watchPlacement is where a credential watch lives: the node hosting its
+// ordered consumer, and the node its gateway's subscription is on.
+type watchPlacement struct {
+	consumer, host, subscriber string
+}
+
+// watchPlacements maps the consumers of the credentials bucket to the nodes
+// that host them and the nodes their subscribers are connected to.
+func (c *cluster) watchPlacements(js jetstream.JetStream) ([]watchPlacement, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, kvStream)
+	if err != nil {
+		return nil, err
+	}
+	subscriber := make(map[string]string) // subject -> node
+	c.mu.Lock()
+	for i, srv := range c.srv {
+		if srv == nil {
+			continue
+		}
+		cz, err := srv.Connz(&server.ConnzOptions{Subscriptions: true, Limit: 1024})
+		if err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
+		for _, conn := range cz.Conns {
+			for _, sub := range conn.Subs {
+				subscriber[sub] = c.names[i]
+			}
+		}
+	}
+	c.mu.Unlock()
+	var out []watchPlacement
+	lister := s.ListConsumers(ctx)
+	for ci := range lister.Info() {
+		if ci.Config.DeliverSubject == "" || ci.Cluster == nil {
+			continue
+		}
+		out = append(out, watchPlacement{consumer: ci.Name, host: ci.Cluster.Leader, subscriber: subscriber[ci.Config.DeliverSubject]})
+	}
+	return out, lister.Err()
+}
+
+// gatewayConns returns how many gateway connections (client name "hookgate")
+// node i serves.
+func (c *cluster) gatewayConns(i int) int {
+	c.mu.Lock()
+	s := c.srv[i]
+	c.mu.Unlock()
+	if s == nil {
+		return 0
+	}
+	cz, err := s.Connz(&server.ConnzOptions{Limit: 1024})
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, conn := range cz.Conns {
+		if conn.Name == "hookgate" {
+			n++
+		}
+	}
+	return n
+}
