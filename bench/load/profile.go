@@ -1,0 +1,95 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"time"
+)
+
+// runProfile runs the gateway in this process (gateway.Start with an embedded
+// NATS server), drives it for e.o.duration and writes a CPU profile and two
+// allocation profiles (before and after the load, for pprof -base). With wrk
+// the generator is another process, so the profile holds only the gateway and
+// its embedded broker; with -gen go the generator shows up too.
+func runProfile(e *env) error {
+	g, err := startHookgateInProc(filepath.Join(e.tmp, "embedded-profile"), e.o.maxConnsPerIP)
+	if err != nil {
+		return err
+	}
+	defer g.stop()
+	token, err := issueHitsToken(g.natsURL)
+	if err != nil {
+		return err
+	}
+	t := target{addr: g.addr, path: hitsPath, token: token}
+	if err := probe(t, e.body, 15*time.Second); err != nil {
+		return err
+	}
+	if e.o.quiet > 0 && !waitQuiet(e.o.quiet) {
+		fmt.Fprintf(os.Stderr, "(other processes still busy after %s; profiling anyway)\n", e.o.quiet)
+	}
+	memprofile := e.o.memprofile
+	if memprofile == "" {
+		memprofile = e.o.cpuprofile + ".allocs"
+	}
+	base := memprofile + ".base"
+	if err := writeProfile("allocs", base); err != nil {
+		return err
+	}
+	f, err := os.Create(e.o.cpuprofile)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return err
+	}
+	cpu := newCPUMeter(0)
+	res, err := e.gen.run(t, e.body, e.o.conns, e.o.duration)
+	pprof.StopCPUProfile()
+	if err != nil {
+		return err
+	}
+	spent := cpu.delta()
+	if err := writeProfile("allocs", memprofile); err != nil {
+		return err
+	}
+
+	fmt.Printf("## CPU profile: hookgate in-process under %s load\n\n", e.gen.name())
+	fmt.Printf("%.0f req/s, p50 %s, p99 %s, p99.9 %s, %d errors; this process (gateway + embedded NATS%s) used %.3f CPU s per 10k requests\n\n",
+		res.rate(), fmtDur(res.p50), fmtDur(res.p99), fmtDur(res.p999), res.errors,
+		map[bool]string{true: " + Go generator", false: ""}[e.gen.name() == "go"], spent/float64(max(1, res.requests))*10000)
+	fmt.Printf("CPU profile: %s\nallocations: %s (base before the load, for -base: %s)\n\n", e.o.cpuprofile, memprofile, base)
+	cmds := [][]string{
+		{"go", "tool", "pprof", "-top", "-cum", "-nodecount=15", e.o.cpuprofile},
+		{"go", "tool", "pprof", "-top", "-nodecount=15", e.o.cpuprofile},
+		{"go", "tool", "pprof", "-top", "-cum", "-focus=hookgate/hookgate/", "-nodecount=20", e.o.cpuprofile},
+		{"go", "tool", "pprof", "-top", "-sample_index=alloc_space", "-nodecount=15", "-base", base, memprofile},
+		{"go", "tool", "pprof", "-top", "-sample_index=alloc_objects", "-nodecount=15", "-base", base, memprofile},
+		{"go", "tool", "pprof", "-top", "-cum", "-sample_index=alloc_objects", "-focus=hookgate/hookgate/", "-nodecount=20", "-base", base, memprofile},
+	}
+	for _, c := range cmds {
+		fmt.Printf("$ %s\n", strings.Join(c, " "))
+		out, err := exec.Command(c[0], c[1:]...).CombinedOutput()
+		if err != nil {
+			fmt.Printf("(%v)\n", err)
+		}
+		fmt.Println(string(out))
+	}
+	return nil
+}
+
+func writeProfile(name, path string) error {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup(name).WriteTo(f, 0)
+}
