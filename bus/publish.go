@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/valyala/fastjson"
 )
 
 // Publish errors, told apart because senders and operators care which.
@@ -25,49 +27,88 @@ type Ack struct {
 }
 
 // Publisher writes messages to JetStream and waits for their acks. Many
-// requests share one connection with many publishes in flight. Its methods are
-// safe to call concurrently.
+// requests share one connection with many publishes in flight.
+//
+// It speaks JetStream's publish protocol directly rather than through
+// nats.go's async publisher: one wildcard subscription receives every ack,
+// and a waiter per request (pooled, with its own timer) is found by the ack's
+// subject. That keeps a publish to a handful of allocations, where the
+// general-purpose path spends a timer, two channels, a future and a JSON
+// decode per message. Its methods are safe to call concurrently.
 type Publisher struct {
 	nc      *nats.Conn
-	js      jetstream.JetStream
 	timeout time.Duration
 	resend  time.Duration
+	inbox   string // <inbox>.<id>.<attempt> is each publish's reply subject
+	sub     *nats.Subscription
 
-	mu          sync.Mutex
+	mu      sync.Mutex
+	waiting map[uint64]*waiter
+	nextID  atomic.Uint64
+
+	reconnMu    sync.Mutex
 	reconnected chan struct{} // closed and replaced at each reconnect
+
+	waiters sync.Pool
+	parser  fastjson.Parser // used only by the ack goroutine
 }
 
-// NewPublisher returns a publisher that waits up to timeout for each ack.
+type waiter struct {
+	done  chan ackResult
+	timer *time.Timer
+}
+
+type ackResult struct {
+	ack     Ack
+	attempt int
+	err     error
+}
+
+// errNoResponders is an ack saying no stream took the message (yet): during
+// a leader election, for example. The publisher re-sends until the timeout.
+var errNoResponders = errors.New("bus: no stream responded")
+
+// NewPublisher subscribes to its acks and returns a publisher that waits up
+// to timeout for each.
 func NewPublisher(nc *nats.Conn, timeout time.Duration) (*Publisher, error) {
-	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(16384),
-		// nats.go forgets an unanswered publish after this; the request has
-		// given up on it by then.
-		jetstream.WithPublishAsyncTimeout(timeout+time.Second),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("bus: jetstream: %w", err)
-	}
-	return &Publisher{
-		nc: nc, js: js, timeout: timeout,
+	p := &Publisher{
+		nc: nc, timeout: timeout,
 		resend:      max(timeout/3, 500*time.Millisecond),
+		inbox:       nc.NewInbox() + ".",
+		waiting:     make(map[uint64]*waiter),
 		reconnected: make(chan struct{}),
-	}, nil
+	}
+	p.waiters.New = func() any {
+		t := time.NewTimer(time.Hour)
+		t.Stop()
+		return &waiter{done: make(chan ackResult, 1), timer: t}
+	}
+	sub, err := nc.Subscribe(p.inbox+">", p.onAck)
+	if err != nil {
+		return nil, fmt.Errorf("bus: subscribe to acks: %w", err)
+	}
+	// Acks must never be dropped for being many: the publishes in flight
+	// bound them.
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		return nil, fmt.Errorf("bus: ack subscription limits: %w", err)
+	}
+	p.sub = sub
+	return p, nil
 }
 
 // Reconnected tells waiting publishes to re-send at once: an ack lost with
 // the old connection would otherwise cost the whole timeout. The connection's
 // reconnect handler calls it.
 func (p *Publisher) Reconnected() {
-	p.mu.Lock()
+	p.reconnMu.Lock()
 	close(p.reconnected)
 	p.reconnected = make(chan struct{})
-	p.mu.Unlock()
+	p.reconnMu.Unlock()
 }
 
 func (p *Publisher) reconnectSignal() <-chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.reconnMu.Lock()
+	defer p.reconnMu.Unlock()
 	return p.reconnected
 }
 
@@ -78,56 +119,135 @@ func (p *Publisher) Connected() bool { return p.nc.Status() == nats.CONNECTED }
 // While NATS is disconnected it fails at once with ErrDisconnected. Without an
 // ack it re-sends the same message (the stream's duplicate window keeps one
 // copy) until the timeout, then fails with ErrPublishTimeout. A failure
-// promises nothing: the message may have been stored.
+// promises nothing: the message may have been stored. Publish does not keep
+// msg after it returns: its caller may reuse it.
 func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
 	deadline := time.Now().Add(p.timeout)
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+	w := p.waiters.Get().(*waiter)
+	id := p.nextID.Add(1)
+	p.mu.Lock()
+	p.waiting[id] = w
+	p.mu.Unlock()
+	taken := false // an ack for id was received here
+	defer func() { p.release(id, w, taken) }()
+
+	prefix := p.inbox + strconv.FormatUint(id, 10) + "."
 	for attempt := 1; ; attempt++ {
 		if !p.Connected() {
 			return Ack{}, ErrDisconnected
 		}
 		reconnected := p.reconnectSignal()
-		// PublishMsgAsync registers a reply per call and sets fields on the
-		// message, so each attempt gets its own.
-		f, err := p.js.PublishMsgAsync(&nats.Msg{Subject: msg.Subject, Header: msg.Header, Data: msg.Data})
-		if err != nil {
-			if errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrConnectionClosed) ||
-				errors.Is(err, nats.ErrConnectionReconnecting) || !p.Connected() {
+		msg.Reply = prefix + strconv.Itoa(attempt)
+		if err := p.nc.PublishMsg(msg); err != nil {
+			if !p.Connected() || errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrConnectionClosed) {
 				return Ack{}, ErrDisconnected
 			}
 			return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, err)
 		}
-		wait := min(p.resend, time.Until(deadline))
-		if timer == nil {
-			timer = time.NewTimer(wait)
-		} else {
-			timer.Reset(wait)
-		}
+		w.timer.Reset(min(p.resend, time.Until(deadline)))
+	wait:
 		select {
-		case a := <-f.Ok():
+		case r := <-w.done:
+			if errors.Is(r.err, errNoResponders) {
+				// Keep waiting for the timer, then re-send.
+				p.mu.Lock()
+				p.waiting[id] = w
+				p.mu.Unlock()
+				goto wait
+			}
+			taken = true
+			w.timer.Stop()
+			if r.err != nil {
+				return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, r.err)
+			}
 			// Our own re-send finding our first copy is not a duplicate the
-			// sender made; when we cannot tell, we do not claim one.
-			return Ack{Stream: a.Stream, Seq: a.Sequence, Duplicate: a.Duplicate && attempt == 1}, nil
-		case err := <-f.Err():
-			if errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
-				return Ack{}, ErrPublishTimeout
-			}
-			if !p.Connected() {
-				return Ack{}, ErrDisconnected
-			}
-			return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, err)
+			// sender made; only the first attempt's ack may claim one.
+			r.ack.Duplicate = r.ack.Duplicate && r.attempt == 1
+			return r.ack, nil
 		case <-ctx.Done():
+			w.timer.Stop()
 			return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, ctx.Err())
 		case <-reconnected:
-		case <-timer.C:
+			w.timer.Stop()
+		case <-w.timer.C:
 		}
 		if !time.Now().Before(deadline) {
 			return Ack{}, ErrPublishTimeout
 		}
 	}
+}
+
+// release unregisters a waiter and pools it. An ack that was already taken
+// for it is drained first, so a reused waiter never sees another's ack.
+func (p *Publisher) release(id uint64, w *waiter, taken bool) {
+	w.timer.Stop()
+	p.mu.Lock()
+	_, stillWaiting := p.waiting[id]
+	delete(p.waiting, id)
+	p.mu.Unlock()
+	if !stillWaiting && !taken {
+		<-w.done // onAck took it and is sending (or sent) the result
+	}
+	p.waiters.Put(w)
+}
+
+// onAck runs on the subscription's goroutine for every ack.
+func (p *Publisher) onAck(m *nats.Msg) {
+	// Subject: <inbox><id>.<attempt>
+	rest := m.Subject[len(p.inbox):]
+	dot := -1
+	for i := 0; i < len(rest); i++ {
+		if rest[i] == '.' {
+			dot = i
+			break
+		}
+	}
+	if dot < 0 {
+		return
+	}
+	id, err1 := strconv.ParseUint(rest[:dot], 10, 64)
+	attempt, err2 := strconv.Atoi(rest[dot+1:])
+	if err1 != nil || err2 != nil {
+		return
+	}
+	p.mu.Lock()
+	w, ok := p.waiting[id]
+	delete(p.waiting, id)
+	p.mu.Unlock()
+	if !ok {
+		return // the request gave up; a late ack of a re-send
+	}
+	w.done <- p.parseAck(m, attempt)
+}
+
+func (p *Publisher) parseAck(m *nats.Msg, attempt int) ackResult {
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		return ackResult{attempt: attempt, err: errNoResponders}
+	}
+	v, err := p.parser.ParseBytes(m.Data)
+	if err != nil {
+		return ackResult{attempt: attempt, err: fmt.Errorf("bad JetStream ack %q: %w", m.Data, err)}
+	}
+	if e := v.Get("error"); e != nil {
+		return ackResult{attempt: attempt, err: fmt.Errorf("JetStream: %s (code %d, err_code %d)",
+			e.GetStringBytes("description"), e.GetInt("code"), e.GetInt("err_code"))}
+	}
+	stream := v.GetStringBytes("stream")
+	seq := v.GetUint64("seq")
+	if len(stream) == 0 || seq == 0 {
+		return ackResult{attempt: attempt, err: fmt.Errorf("bad JetStream ack %q", m.Data)}
+	}
+	return ackResult{attempt: attempt, ack: Ack{Stream: internStream(stream), Seq: seq, Duplicate: v.GetBool("duplicate")}}
+}
+
+// internStream avoids a string allocation per ack: a gateway writes to one stream.
+var lastStream atomic.Pointer[string]
+
+func internStream(b []byte) string {
+	if s := lastStream.Load(); s != nil && *s == string(b) {
+		return *s
+	}
+	s := string(b)
+	lastStream.Store(&s)
+	return s
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -245,32 +246,35 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, req *request) int {
 }
 
 func (h *Handler) publish(ctx *fasthttp.RequestCtx, req *request, cred *auth.Credential, idemKey, body []byte, now time.Time) int {
-	app := string(req.app)
+	kind := string(req.kind)
+	subject := h.cfg.SubjectPrefix + "." + cred.Org + "." + string(req.app) + "." + kind
+	app := subject[len(h.cfg.SubjectPrefix)+len(cred.Org)+2 : len(subject)-len(kind)-1]
 	var msgID string
 	if idemKey != nil {
 		msgID = scopedMsgID(cred.Org, app, req.kind, idemKey)
 	} else {
-		msgID = h.idPrefix + strconv.FormatUint(h.idSeq.Add(1), 10)
+		var buf [64]byte
+		msgID = string(strconv.AppendUint(append(buf[:0], h.idPrefix...), h.idSeq.Add(1), 10))
 	}
-	hdr := nats.Header{
-		"Nats-Msg-Id":      {msgID},
-		"Hook-Org":         {cred.Org},
-		"Hook-App":         {app},
-		"Hook-Kind":        {string(req.kind)},
-		"Hook-Credential":  {cred.ID},
-		"Hook-Received-At": {now.UTC().Format(time.RFC3339Nano)},
-		"Content-Type":     {"application/json"},
-	}
+	out := msgPool.Get().(*outMsg)
+	defer msgPool.Put(out)
+	out.set(hdrMsgID, msgID)
+	out.set(hdrOrg, cred.Org)
+	out.set(hdrApp, app)
+	out.set(hdrKind, kind)
+	out.set(hdrCredential, cred.ID)
+	out.set(hdrReceivedAt, now.UTC().Format(time.RFC3339Nano))
 	if idemKey != nil {
-		hdr["Hook-Idempotency-Key"] = []string{string(idemKey)}
+		out.msg.Header[hdrIdempotencyKey] = out.idem
+		out.idem[0] = string(idemKey)
+	} else {
+		delete(out.msg.Header, hdrIdempotencyKey)
 	}
-	msg := &nats.Msg{
-		Subject: h.cfg.SubjectPrefix + "." + cred.Org + "." + app + "." + string(req.kind),
-		Header:  hdr,
-		// A copy: nats.go may still hold the message after this request's
-		// buffers return to fasthttp.
-		Data: bytes.Clone(body),
-	}
+	out.msg.Subject = subject
+	// The body itself, not a copy: the publisher is done with the message
+	// when Publish returns, and the body lives until this handler returns.
+	out.msg.Data = body
+	msg := &out.msg
 
 	pubStart := time.Now()
 	// Not ctx: fasthttp cancels it at shutdown, and in-flight requests must
@@ -308,6 +312,36 @@ func (h *Handler) publish(ctx *fasthttp.RequestCtx, req *request, cred *auth.Cre
 	ctx.SetBody(b) // copies
 	return fasthttp.StatusAccepted
 }
+
+// Headers of a stored message, as the contract names them.
+const (
+	hdrMsgID          = "Nats-Msg-Id"
+	hdrOrg            = "Hook-Org"
+	hdrApp            = "Hook-App"
+	hdrKind           = "Hook-Kind"
+	hdrCredential     = "Hook-Credential"
+	hdrReceivedAt     = "Hook-Received-At"
+	hdrContentType    = "Content-Type"
+	hdrIdempotencyKey = "Hook-Idempotency-Key"
+)
+
+// outMsg is a reusable outgoing message: its header map and value slices are
+// made once, so a publish only sets strings.
+type outMsg struct {
+	msg  nats.Msg
+	idem []string
+}
+
+var msgPool = sync.Pool{New: func() any {
+	h := nats.Header{}
+	for _, k := range []string{hdrMsgID, hdrOrg, hdrApp, hdrKind, hdrCredential, hdrReceivedAt} {
+		h[k] = make([]string, 1)
+	}
+	h[hdrContentType] = []string{"application/json"}
+	return &outMsg{msg: nats.Msg{Header: h}, idem: make([]string, 1)}
+}}
+
+func (o *outMsg) set(key, value string) { o.msg.Header[key][0] = value }
 
 // scopedMsgID turns a sender's Idempotency-Key into a Nats-Msg-Id of its
 // organization, application and kind, so two organizations never collide.
