@@ -29,6 +29,7 @@ type cli struct {
 // env is what every command gets besides its flags.
 type env struct {
 	ctx    context.Context
+	getenv func(string) string
 	stdout io.Writer
 	stderr io.Writer
 }
@@ -68,7 +69,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return exitUsage
 	}
-	if err := kctx.Run(&env{ctx: ctx, stdout: stdout, stderr: stderr}); err != nil {
+	if err := kctx.Run(&env{ctx: ctx, getenv: getenv, stdout: stdout, stderr: stderr}); err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "hookgate: %v\n", err)

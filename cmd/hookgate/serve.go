@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -70,6 +71,12 @@ type serveCmd struct {
 
 func (c *serveCmd) Run(e *env) error {
 	log := newLogger(e.stderr, c.LogFormat, c.LogLevel)
+	if e.getenv("GOGC") == "" {
+		// The heap is small (tens of MiB) and short-lived garbage per request
+		// is steady: collecting at 4x growth instead of 2x halves GC's share
+		// of CPU under load for a few MiB more. GOGC set by the operator wins.
+		debug.SetGCPercent(400)
+	}
 	authRate := c.AuthFailureRate
 	if authRate == 0 {
 		authRate = -1 // explicitly off
