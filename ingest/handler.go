@@ -186,11 +186,12 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, req *request) int {
 	// Token. The decoded Basic password lives in scratch, on the stack.
 	var scratch [(auth.MaxTokenLen + 64) * 3 / 4]byte
 	token, present := bearerOrBasic(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), scratch[:])
-	if !present {
-		return h.refuse(ctx, req, errMissingToken, metrics.AuthMissing, 0)
-	}
 	addr := remoteAddr(ctx)
 	now := h.cfg.Now()
+	if !present {
+		h.perAddr.Spend(addr, now) // every 401 counts against the address
+		return h.refuse(ctx, req, errMissingToken, metrics.AuthMissing, 0)
+	}
 	if token == nil || auth.CheckToken(token) != nil {
 		h.perAddr.Spend(addr, now)
 		return h.refuse(ctx, req, errInvalidToken, metrics.AuthMalformed, 0)
