@@ -545,4 +545,41 @@ func TestNATSWithAuthAndTLS(t *testing.T) {
 	})
 }
 
-var _ = bufio.NewReader
+
+func TestMaxConnsPerAddress(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config) { c.Server.MaxConnsPerIP = 2 })
+	var conns []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", e.gw.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	// The third connection from the same address is answered and closed.
+	hgtest.WaitFor(t, 5*time.Second, func() error {
+		c, err := net.Dial("tcp", e.gw.Addr().String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if !strings.HasPrefix(line, "HTTP/1.1 429") {
+			return fmt.Errorf("third connection got %q, %v", line, err)
+		}
+		return nil
+	})
+	// The first two still work.
+	is := e.issue("acme", auth.KindHits, "")
+	req := "POST /v1/hits/web HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + is.Token + "\r\nContent-Length: 2\r\n\r\n{}"
+	for _, c := range conns {
+		c.Write([]byte(req))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if !strings.HasPrefix(line, "HTTP/1.1 202") {
+			t.Fatalf("existing connection got %q, %v", line, err)
+		}
+	}
+}

@@ -404,9 +404,15 @@ func TestNoTokenInLogsOrMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	refusedWithin(t, e, "/v1/deploys/web", revoked.Token, time.Second)
+	var replies strings.Builder
+	record := func(code int, out map[string]any, h http.Header) {
+		fmt.Fprintf(&replies, "%d %v %v\n", code, out, h)
+	}
+	record(e.post("/v1/hits/web", valid.Token, `{}`, nil))
+	record(e.post("/v1/deploys/web", revoked.Token, `{}`, nil))
 	for _, tok := range []string{unknown, typo, platform} {
-		e.post("/v1/hits/web", tok, `{}`, nil)
-		e.post("/v1/hits/web", "", `{}`, map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("u:"+tok))})
+		record(e.post("/v1/hits/web", tok, `{}`, nil))
+		record(e.post("/v1/hits/web", "", `{}`, map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("u:"+tok))}))
 	}
 	resp, err := http.Get(e.gw.MetricsURL + "/metrics")
 	if err != nil {
@@ -419,7 +425,7 @@ func TestNoTokenInLogsOrMetrics(t *testing.T) {
 		t.Fatalf("expected refusal log lines, got:\n%s", logs)
 	}
 	for _, tok := range []string{valid.Token, revoked.Token, unknown, typo, platform} {
-		for where, text := range map[string]string{"log": logs, "metrics": string(metricsText)} {
+		for where, text := range map[string]string{"log": logs, "metrics": string(metricsText), "replies": replies.String()} {
 			if strings.Contains(text, tok) {
 				t.Errorf("token found in %s", where)
 			}
