@@ -545,7 +545,6 @@ func TestNATSWithAuthAndTLS(t *testing.T) {
 	})
 }
 
-
 func TestMaxConnsPerAddress(t *testing.T) {
 	e := newEnv(t, func(c *gateway.Config) { c.Server.MaxConnsPerIP = 2 })
 	var conns []net.Conn
