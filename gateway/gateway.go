@@ -202,12 +202,12 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 	g.nc, err = bus.Connect(conn, bus.ConnEvents{
 		Disconnected: func(err error) {
 			g.Metrics.SetNATSConnected(false)
+			if err == nil {
+				return // we closed it: shutting down
+			}
 			// Deletes written meanwhile reach us only after the reconnect:
 			// until the watch has caught up, read the bucket for every token.
 			g.store.Distrust("NATS disconnected")
-			if err == nil {
-				return // we closed it
-			}
 			g.log.Warn("NATS disconnected; webhooks get 503 until it is back", "err", err)
 		},
 		Reconnected: func(url string) {
