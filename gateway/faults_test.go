@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookgate/hookgate/auth"
 	"github.com/hookgate/hookgate/bus"
@@ -97,45 +96,6 @@ func (l *load) finish() []reply {
 	close(l.stop)
 	l.wg.Wait()
 	return l.replies
-}
-
-// storedKeys counts the stream's messages by Hook-Idempotency-Key.
-func storedKeys(t *testing.T, js jetstream.JetStream) map[string]int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, "HOOKS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := map[string]int{}
-	if info.State.Msgs == 0 {
-		return keys
-	}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for n := uint64(0); n < info.State.Msgs; {
-		batch, err := c.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := 0
-		for m := range batch.Messages() {
-			keys[m.Headers().Get("Hook-Idempotency-Key")]++
-			got++
-		}
-		if got == 0 {
-			t.Fatalf("stream read stalled at %d of %d", n, info.State.Msgs)
-		}
-		n += uint64(got)
-	}
-	return keys
 }
 
 // checkEveryAcceptedStoredOnce fails unless each 202's key is in the stream
@@ -227,7 +187,7 @@ func TestBrokerOutageUnderLoad(t *testing.T) {
 		t.Error("no 202 after NATS came back: the gateway did not recover")
 	}
 	_, js := hgtest.Connect(t, srv.ClientURL())
-	accepted := checkEveryAcceptedStoredOnce(t, replies, storedKeys(t, js))
+	accepted := checkEveryAcceptedStoredOnce(t, replies, hgtest.StoredByKey(t, js, "HOOKS"))
 	t.Logf("outage: %d requests, %d 202, %d 503, lost 0 of %d acknowledged; down %s, recovered %s after restart",
 		len(replies), accepted, codes[503], accepted, upAt.Sub(downAt).Round(time.Millisecond), recovered.Sub(upAt).Round(time.Millisecond))
 	if codes[503] == 0 {
@@ -261,7 +221,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 		}
 	}
 	_, js := hgtest.Connect(t, srv.ClientURL())
-	accepted := checkEveryAcceptedStoredOnce(t, replies, storedKeys(t, js))
+	accepted := checkEveryAcceptedStoredOnce(t, replies, hgtest.StoredByKey(t, js, "HOOKS"))
 	for line := range strings.Lines(gw.Logs.String()) {
 		if strings.Contains(line, "publish failed") || strings.Contains(line, "lookup") {
 			t.Log(line)

@@ -16,23 +16,6 @@ import (
 	"github.com/hookgate/hookgate/internal/hgtest"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -58,13 +41,13 @@ func runCLI(t *testing.T, getenv func(string) string, args ...string) (int, stri
 // served is a `hookgate serve` running through run().
 type served struct {
 	listen, metrics, natsURL string
-	stderr                   *syncBuffer
+	stderr                   *hgtest.LogBuffer
 	stop                     func() int
 }
 
 func serve(t *testing.T, dataDir string, natsAddr string, extra ...string) *served {
 	t.Helper()
-	s := &served{listen: freeAddr(t), metrics: freeAddr(t), stderr: &syncBuffer{}}
+	s := &served{listen: freeAddr(t), metrics: freeAddr(t), stderr: &hgtest.LogBuffer{}}
 	if natsAddr == "" {
 		natsAddr = freeAddr(t)
 	}
@@ -304,7 +287,7 @@ func TestTailPrintsAcceptedWebhooks(t *testing.T) {
 	var is issued
 	decodeOne(t, out, &is)
 
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &hgtest.LogBuffer{}, &hgtest.LogBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {

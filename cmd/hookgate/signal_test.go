@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,8 +11,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookgate/hookgate/internal/hgtest"
 )
@@ -32,7 +29,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	const shutdownTimeout = 10 * time.Second
 	cmd := exec.Command(bin, "serve", "--listen", listen, "--metrics-listen", metricsAddr, "--data-dir", dataDir,
 		"--embedded-nats-listen", natsAddr, "--shutdown-timeout", shutdownTimeout.String())
-	var stderr syncBuffer
+	var stderr hgtest.LogBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -125,33 +122,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	// Read the stream back from the same store.
 	srv := hgtest.RunNATSWith(t, hgtest.NATSOptions(dataDir))
 	_, js := hgtest.Connect(t, srv.ClientURL())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	stream, err := js.Stream(ctx, "HOOKS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stored := map[string]int{}
-	total := stream.CachedInfo().State.Msgs
-	for n := uint64(0); n < total; {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := 0
-		for m := range batch.Messages() {
-			stored[m.Headers().Get("Hook-Idempotency-Key")]++
-			got++
-		}
-		if got == 0 {
-			t.Fatalf("stream read stalled at %d of %d", n, total)
-		}
-		n += uint64(got)
-	}
+	stored := hgtest.StoredByKey(t, js, "HOOKS")
 	counts := map[int]int{}
 	for _, r := range results {
 		counts[r.code]++

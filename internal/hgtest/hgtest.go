@@ -230,3 +230,40 @@ func WaitFor(t testing.TB, timeout time.Duration, f func() error) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// StoredByKey reads the whole stream back and counts its messages by
+// Hook-Idempotency-Key: how tests prove that every 202 was stored once.
+func StoredByKey(t testing.TB, js jetstream.JetStream, stream string) map[string]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("stream %s: %v", stream, err)
+	}
+	total := s.CachedInfo().State.Msgs
+	keys := map[string]int{}
+	if total == 0 {
+		return keys
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatalf("consumer: %v", err)
+	}
+	for n := uint64(0); n < total; {
+		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatalf("fetch: %v", err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			keys[m.Headers().Get("Hook-Idempotency-Key")]++
+			got++
+		}
+		if got == 0 {
+			t.Fatalf("stream read stalled at %d of %d", n, total)
+		}
+		n += uint64(got)
+	}
+	return keys
+}
