@@ -542,3 +542,45 @@ func TestMaxConnsPerAddress(t *testing.T) {
 		}
 	}
 }
+
+func TestHeaderLimitAndIdleTimeout(t *testing.T) {
+	const idle = 500 * time.Millisecond
+	e := newEnv(t, func(c *gateway.Config) { c.Server.MaxHeaderSize = 4096; c.Server.IdleTimeout = idle })
+	is := e.issue("acme", auth.KindHits, "")
+
+	code, out, _ := e.post("/v1/hits/web", is.Token, `{}`, map[string]string{"X-Big": strings.Repeat("b", 8000)})
+	if code != 431 || out["error"] != "headers_too_large" {
+		t.Fatalf("oversized headers: %d %v", code, out)
+	}
+	if n := e.streamMsgs(); n != 0 {
+		t.Fatalf("stored %d messages for a refused request", n)
+	}
+
+	// A keep-alive connection left idle is closed by the server.
+	c, err := net.Dial("tcp", e.gw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req := "POST /v1/hits/web HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + is.Token + "\r\nContent-Length: 2\r\n\r\n{}"
+	if _, err := c.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, _ := r.ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 202") {
+		t.Fatalf("first request: %q", line)
+	}
+	idleFrom := time.Now()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		if _, err := r.ReadByte(); err != nil {
+			break // the rest of the reply, then EOF when the server closes
+		}
+	}
+	took := time.Since(idleFrom)
+	if took < idle/2 || took > idle+3*time.Second {
+		t.Fatalf("idle connection closed after %s, idle timeout %s", took, idle)
+	}
+	t.Logf("idle keep-alive connection closed after %s (idle timeout %s)", took.Round(time.Millisecond), idle)
+}
