@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 )
 
@@ -20,6 +21,14 @@ const (
 	TokenKeyPrefix      = "tok."
 	CredentialKeyPrefix = "cred."
 )
+
+var tokenKeyPattern = regexp.MustCompile(`tok\.[0-9a-f]{64}`)
+
+// RedactKeys masks token keys in text bound for a log: errors from NATS may
+// quote the subject of a bucket read, which names the key and so the hash.
+func RedactKeys(s string) string {
+	return tokenKeyPattern.ReplaceAllString(s, TokenKeyPrefix+"<sha256>")
+}
 
 // TokenKey returns the bucket key that makes the token with hash h valid.
 func TokenKey(h Hash) string { return TokenKeyPrefix + h.String() }

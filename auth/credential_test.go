@@ -66,3 +66,12 @@ func FuzzParseCredential(f *testing.F) {
 		}
 	})
 }
+
+func TestRedactKeys(t *testing.T) {
+	h := HashToken([]byte("some-token-value-123"))
+	in := "nats: permissions violation for subscription to \"$JS.API.DIRECT.GET.KV_b.$KV.b." + TokenKey(h) + "\""
+	out := RedactKeys(in)
+	if strings.Contains(out, h.String()) || !strings.Contains(out, "tok.<sha256>") {
+		t.Fatalf("RedactKeys(%q) = %q", in, out)
+	}
+}

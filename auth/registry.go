@@ -128,32 +128,67 @@ func (r *Registry) reissue(ctx context.Context, id string, change func(*Credenti
 		return Issued{}, err
 	}
 	data, _ := json.Marshal(Record{Credential: cred, TokenSHA256: h.String()})
-	if _, err := r.KV.Update(ctx, CredentialKey(id), data, rev); err != nil {
+	newRev, err := r.KV.Update(ctx, CredentialKey(id), data, rev)
+	if err != nil {
 		// Someone else changed the credential meanwhile: withdraw our token.
 		_ = r.KV.Delete(ctx, TokenKey(h))
 		return Issued{}, fmt.Errorf("auth: update %s: %w", CredentialKey(id), err)
 	}
-	if err := r.KV.Delete(ctx, TokenKey(oldHash)); err != nil {
-		return Issued{}, fmt.Errorf("auth: delete old token key of %s: %w", id, err)
+	if err := retry(ctx, func() error { return r.KV.Delete(ctx, TokenKey(oldHash)) }); err != nil {
+		// The old token must not outlive the record that names it: put the
+		// record back as it was and withdraw the new token, so the state
+		// stays consistent and the rotation can simply be run again.
+		old, _ := json.Marshal(rec)
+		if _, rerr := r.KV.Update(ctx, CredentialKey(id), old, newRev); rerr == nil {
+			_ = r.KV.Delete(ctx, TokenKey(h))
+			return Issued{}, fmt.Errorf("auth: delete old token key of %s: %w (nothing changed; run it again)", id, err)
+		}
+		return Issued{}, fmt.Errorf("auth: delete old token key %s of %s: %w; the old token may still work: delete that key", TokenKey(oldHash), id, err)
 	}
 	return Issued{Credential: cred, Token: token}, nil
 }
 
-// Revoke removes credential id; its token stops working at once.
-func (r *Registry) Revoke(ctx context.Context, id string) error {
-	rec, _, err := r.record(ctx, id)
-	if err != nil {
-		return err
-	}
-	if h, err := ParseHash(rec.TokenSHA256); err == nil {
-		if err := r.KV.Delete(ctx, TokenKey(h)); err != nil {
-			return fmt.Errorf("auth: revoke %s: delete token key: %w", id, err)
+// retry runs f up to three times, a little apart, while it fails.
+func retry(ctx context.Context, f func() error) error {
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		if err = f(); err == nil {
+			return nil
 		}
 	}
-	if err := r.KV.Delete(ctx, CredentialKey(id)); err != nil {
-		return fmt.Errorf("auth: revoke %s: delete %s: %w", id, CredentialKey(id), err)
+	return err
+}
+
+// Revoke removes credential id; its token stops working at once.
+func (r *Registry) Revoke(ctx context.Context, id string) error {
+	// The record is deleted only at the revision whose token was deleted: a
+	// rotation racing us either fails its own compare-and-set (and withdraws
+	// its token) or makes us go round again for its new token.
+	for attempt := 0; ; attempt++ {
+		rec, rev, err := r.record(ctx, id)
+		if err != nil {
+			return err
+		}
+		if h, err := ParseHash(rec.TokenSHA256); err == nil {
+			if err := r.KV.Delete(ctx, TokenKey(h)); err != nil {
+				return fmt.Errorf("auth: revoke %s: delete token key: %w", id, err)
+			}
+		}
+		err = r.KV.Delete(ctx, CredentialKey(id), jetstream.LastRevision(rev))
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) || attempt == 4 {
+			return fmt.Errorf("auth: revoke %s: delete %s: %w", id, CredentialKey(id), err)
+		}
 	}
-	return nil
 }
 
 // List returns the credentials of org (all when org is empty), by org and name.

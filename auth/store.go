@@ -92,7 +92,6 @@ type Store struct {
 type entry struct {
 	hash  Hash
 	cred  *Credential // nil: known unknown
-	rev   uint64
 	epoch uint64
 }
 
@@ -256,15 +255,18 @@ func (s *Store) fill(ctx context.Context, h Hash) (*Credential, error) {
 	if !s.trusted.Load() || s.epoch.Load() != epoch {
 		return cred, nil // the bucket's answer, kept nowhere
 	}
-	if ev, ok := s.recent[h]; ok && ev.epoch == epoch && ev.rev >= rev {
-		// The watch applied an event at least as new as what we read.
-		return ev.cred, nil
+	if ev, ok := s.recent[h]; ok && ev.rev >= rev {
+		// The watch applied an event at least as new as what we read (a
+		// replica's direct get may lag). Revisions order events across
+		// epochs too: the watch applies them in order. The event is the
+		// answer, and what the cache keeps.
+		cred = ev.cred
 	}
 	ttl := s.cfg.PositiveTTL
 	if cred == nil {
 		ttl = s.cfg.NegativeTTL
 	}
-	s.cache.SetWithTTL(cacheKey(h), &entry{hash: h, cred: cred, rev: rev, epoch: epoch}, 1, ttl)
+	s.cache.SetWithTTL(cacheKey(h), &entry{hash: h, cred: cred, epoch: epoch}, 1, ttl)
 	return cred, nil
 }
 
@@ -299,7 +301,7 @@ func (s *Store) Apply(key string, op jetstream.KeyValueOp, value []byte, rev uin
 	epoch := s.epoch.Load()
 	s.recent[h] = event{rev: rev, cred: cred, at: now, epoch: epoch}
 	if cred != nil {
-		s.cache.SetWithTTL(cacheKey(h), &entry{hash: h, cred: cred, rev: rev, epoch: epoch}, 1, s.cfg.PositiveTTL)
+		s.cache.SetWithTTL(cacheKey(h), &entry{hash: h, cred: cred, epoch: epoch}, 1, s.cfg.PositiveTTL)
 	} else {
 		s.cache.Del(cacheKey(h))
 	}
@@ -327,8 +329,7 @@ func (s *Store) pruneLocked(now time.Time) {
 	}
 }
 
-// Flush empties the cache, so every token is read from the bucket again. The
-// watch calls it when it cannot vouch for the cache. Recent events stay: they
+// Flush empties the cache, so every token is read from the bucket again. Recent events stay: they
 // are still true, and they guard fills that are in flight.
 func (s *Store) Flush() {
 	s.mu.Lock()

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"hash/crc32"
 	"strings"
 	"testing"
 )
@@ -81,6 +82,14 @@ func TestCheckTokenOtherFormats(t *testing.T) {
 				t.Fatalf("CheckToken(%q) = %v, want ok=%v", tt.tok, err, tt.ok)
 			}
 		})
+	}
+}
+
+func TestChecksumIsCRC32IEEE(t *testing.T) {
+	for _, s := range []string{"", "a", "hgh_0123456789", strings.Repeat("xyz", 40)} {
+		if got, want := checksum([]byte(s)), crc32.ChecksumIEEE([]byte(s)); got != want {
+			t.Fatalf("checksum(%q) = %08x, want %08x", s, got, want)
+		}
 	}
 }
 

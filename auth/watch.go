@@ -22,6 +22,9 @@ import (
 // never served from memory for longer than about StaleAfter plus a round trip,
 // whatever happens to the watch.
 func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, synced func()) error {
+	// Until this watch has delivered the bucket's state, nothing in memory
+	// is vouched for: a previous watch may have died, or none ran yet.
+	s.Distrust("credential watch starting")
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
 		return fmt.Errorf("auth: watch bucket %q: %w", kv.Bucket(), err)
@@ -73,7 +76,12 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, synced func())
 				return fmt.Errorf("auth: watch of bucket %q ended", kv.Bucket())
 			}
 			if e == nil {
-				catchingUp = false
+				// The watch has delivered everything up to its creation:
+				// the next check compares with a revision read from now on.
+				// (A revision that no longer exists, gone with a purge,
+				// must not keep the store distrusted forever.)
+				catchingUp, target = false, 0
+				s.Trust() // current as of the watch's creation; checks keep it honest
 				if !everSynced && synced != nil {
 					synced()
 				}

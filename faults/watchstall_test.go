@@ -139,6 +139,11 @@ func servedFromCache(client *http.Client, g *hgtest.Gateway, token string) (bool
 // the trust took to come back and what the probe saw.
 func revokeOnceTrusted(t *testing.T, client *http.Client, g *hgtest.Gateway, kv jetstream.KeyValue, token string) (time.Duration, staleness) {
 	t.Helper()
+	t.Cleanup(func() {
+		if t.Failed() {
+			logGateway(t, "gateway", g)
+		}
+	})
 	start := time.Now()
 	hgtest.WaitFor(t, 30*time.Second, func() error {
 		hit, code, err := servedFromCache(client, g, token)

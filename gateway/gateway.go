@@ -161,9 +161,11 @@ type Gateway struct {
 	synced atomic.Bool // first sync of the credential watch done
 	setup  atomic.Bool // stream and bucket exist
 
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    error
+	cancel  context.CancelFunc
+	done    chan struct{}
+	err     error
+	fatal   chan error  // a part that cannot go on
+	closing atomic.Bool // shutdown has begun: closes are ours
 }
 
 // Start brings the gateway up and returns once both listeners listen. NATS
@@ -174,7 +176,7 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("gateway: config: %w", err)
 	}
-	g = &Gateway{cfg: cfg, log: cfg.Logger, Metrics: metrics.New(cfg.Version, cfg.Metrics), done: make(chan struct{})}
+	g = &Gateway{cfg: cfg, log: cfg.Logger, Metrics: metrics.New(cfg.Version, cfg.Metrics), done: make(chan struct{}), fatal: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			g.closeAll()
@@ -202,7 +204,7 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 	g.nc, err = bus.Connect(conn, bus.ConnEvents{
 		Disconnected: func(err error) {
 			g.Metrics.SetNATSConnected(false)
-			if err == nil {
+			if err == nil && g.closing.Load() {
 				return // we closed it: shutting down
 			}
 			// Deletes written meanwhile reach us only after the reconnect:
@@ -217,7 +219,18 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 				p.Reconnected()
 			}
 		},
-		Error: func(err error) { g.log.Warn("NATS error", "err", err) },
+		Error: func(err error) { g.log.Warn("NATS error", "err", auth.RedactKeys(err.Error())) },
+		Closed: func() {
+			if !g.closing.Load() {
+				// nats.go gives up only on errors it deems permanent (such
+				// as repeated authorization failures): a gateway that can
+				// never publish again must stop, not answer 503 forever.
+				select {
+				case g.fatal <- errors.New("gateway: NATS connection closed for good (check NATS credentials and permissions)"):
+				default:
+				}
+			}
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -327,6 +340,8 @@ func (g *Gateway) run(ctx, runCtx context.Context) {
 		g.log.Info("shutting down", "timeout", g.cfg.ShutdownTimeout.String())
 	case g.err = <-errc:
 		g.log.Error("stopping", "err", g.err)
+	case g.err = <-g.fatal:
+		g.log.Error("stopping", "err", g.err)
 	}
 
 	// Stop accepting, let requests in flight finish their acks and replies.
@@ -336,6 +351,7 @@ func (g *Gateway) run(ctx, runCtx context.Context) {
 		g.log.Warn("webhook listener did not drain in time", "err", err)
 	}
 	<-httpDone
+	g.closing.Store(true)
 	g.cancel()
 	wg.Wait()
 	g.closeAll()
@@ -344,6 +360,7 @@ func (g *Gateway) run(ctx, runCtx context.Context) {
 
 // closeAll closes NATS, then the embedded server last.
 func (g *Gateway) closeAll() {
+	g.closing.Store(true)
 	if g.nc != nil {
 		g.nc.Close()
 	}

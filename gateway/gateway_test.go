@@ -94,6 +94,8 @@ func TestWebhooksArriveByteForByte(t *testing.T) {
 		{"basic auth", "/v1/hits/web", "", `{"x":"y"}`, "hooks.acme.web.hits", "hits",
 			map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("anyone:"+hits.Token))}},
 		{"no content type", "/v1/hits/web", hits.Token, `{}`, "hooks.acme.web.hits", "hits", map[string]string{"Content-Type": ""}},
+		{"basic auth, long user", "/v1/hits/web", "", `{}`, "hooks.acme.web.hits", "hits",
+			map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("u", 600)+":"+hits.Token))}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -183,8 +183,8 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, req *request) int {
 		return h.refuse(ctx, req, errPayloadTooLarge, "", 0)
 	}
 
-	// Token. The decoded Basic password lives in scratch, on the stack.
-	var scratch [(auth.MaxTokenLen + 64) * 3 / 4]byte
+	// Token. A decoded Basic user:password lives in scratch.
+	var scratch [512]byte
 	token, present := bearerOrBasic(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), scratch[:])
 	addr := remoteAddr(ctx)
 	now := h.cfg.Now()
@@ -380,7 +380,7 @@ func (h *Handler) refuse(ctx *fasthttp.RequestCtx, req *request, r *refusal, aut
 }
 
 func (h *Handler) logError(msg string, req *request, err error) {
-	h.log.Warn(msg, "route", req.route.String(), "app", safeApp(req.app), "credential", req.credID, "err", err)
+	h.log.Warn(msg, "route", req.route.String(), "app", safeApp(req.app), "credential", req.credID, "err", auth.RedactKeys(err.Error()))
 }
 
 // safeApp returns {app} for a log line only when it is a valid name: anything
@@ -409,8 +409,9 @@ func bearerOrBasic(header, scratch []byte) (token []byte, present bool) {
 		if len(enc) == 0 {
 			return nil, false
 		}
-		if base64.StdEncoding.DecodedLen(len(enc)) > len(scratch) {
-			return nil, true // far too long to hold a valid token
+		if n := base64.StdEncoding.DecodedLen(len(enc)); n > len(scratch) {
+			// A long user name: the header size limit bounds this.
+			scratch = make([]byte, n)
 		}
 		n, err := base64.StdEncoding.Decode(scratch, enc)
 		if err != nil {
@@ -488,9 +489,17 @@ func idempotencyKey(hdr *fasthttp.RequestHeader) (key []byte, ok bool) {
 
 func equalFoldHeader(a, b []byte) bool { return len(a) == len(b) && bytes.EqualFold(a, b) }
 
+// remoteAddr is the client address that refused-token budgets are kept by:
+// the IPv4 address, or the IPv6 /64 (one host usually holds a whole /64).
 func remoteAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	addr, _ := netip.AddrFromSlice(ctx.RemoteIP())
-	return addr.Unmap()
+	addr = addr.Unmap()
+	if addr.Is6() {
+		if p, err := addr.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return addr
 }
 
 func retrySeconds(d time.Duration) int {

@@ -83,6 +83,8 @@ type Metrics struct {
 	cacheMiss  prometheus.Counter
 	authByWhy  map[string]prometheus.Counter
 	pubByKind  map[auth.Kind]prometheus.Counter
+	pubFailBy  map[string]prometheus.Counter
+	eventByOp  map[auth.EventOp]prometheus.Counter
 
 	perApp   *capped[prometheus.Counter] // nil: off
 	credSeen *capped[prometheus.Gauge]   // nil: off
@@ -159,8 +161,9 @@ func New(version string, opts Options) *Metrics {
 	for _, k := range []auth.Kind{auth.KindHits, auth.KindDeploy} {
 		m.pubByKind[k] = m.published.WithLabelValues(string(k))
 	}
+	m.pubFailBy = make(map[string]prometheus.Counter)
 	for _, reason := range []string{PublishTimeout, PublishDisconnected, PublishError} {
-		m.publishFailures.WithLabelValues(reason)
+		m.pubFailBy[reason] = m.publishFailures.WithLabelValues(reason)
 	}
 	if opts.PerApp {
 		if opts.PerAppMax <= 0 {
@@ -194,8 +197,9 @@ func New(version string, opts Options) *Metrics {
 	}
 	m.cacheHit = m.cacheRequests.WithLabelValues("hit")
 	m.cacheMiss = m.cacheRequests.WithLabelValues("miss")
+	m.eventByOp = make(map[auth.EventOp]prometheus.Counter)
 	for _, op := range []auth.EventOp{auth.EventPut, auth.EventDelete, auth.EventInvalid} {
-		m.tokenEvents.WithLabelValues(string(op))
+		m.eventByOp[op] = m.tokenEvents.WithLabelValues(string(op))
 	}
 	return m
 }
@@ -237,7 +241,7 @@ func (m *Metrics) Accepted(org, app string, kind auth.Kind, credential string, n
 }
 
 // PublishFailure counts one publish answered 503; reason is a Publish* constant.
-func (m *Metrics) PublishFailure(reason string) { m.publishFailures.WithLabelValues(reason).Inc() }
+func (m *Metrics) PublishFailure(reason string) { m.pubFailBy[reason].Inc() }
 
 // SetNATSConnected sets hookgate_nats_connected.
 func (m *Metrics) SetNATSConnected(up bool) {
@@ -258,6 +262,6 @@ func (m *Metrics) CacheLookup(hit bool) {
 }
 
 // TokenEvent implements auth.Observer.
-func (m *Metrics) TokenEvent(op auth.EventOp) { m.tokenEvents.WithLabelValues(string(op)).Inc() }
+func (m *Metrics) TokenEvent(op auth.EventOp) { m.eventByOp[op].Inc() }
 
 var _ auth.Observer = (*Metrics)(nil)

@@ -66,8 +66,13 @@ type issuedOutput struct {
 }
 
 func outputOf(c auth.Credential, token string) issuedOutput {
+	var expires *time.Time
+	if c.ExpiresAt != nil {
+		e := c.ExpiresAt.UTC()
+		expires = &e
+	}
 	return issuedOutput{ID: c.ID, Org: c.Org, App: c.App, Kind: c.Kind, Name: c.Name, Token: token,
-		Version: c.Version, CreatedAt: c.CreatedAt.UTC(), ExpiresAt: c.ExpiresAt}
+		Version: c.Version, CreatedAt: c.CreatedAt.UTC(), ExpiresAt: expires}
 }
 
 // issuedPrinter prints an issued token for people or for scripts.
