@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"errors"
 
 	"github.com/valyala/fastjson"
@@ -14,7 +15,12 @@ var (
 	errBodyNotJSON  = errors.New("body is not valid JSON")
 	errBodyNotObj   = errors.New("body must be a JSON object")
 	errBodyNotBatch = errors.New("body must be a JSON object or a non-empty array of objects")
+	errBodyTooDeep  = errors.New("body nests JSON deeper than 256 levels")
 )
+
+// maxDepth bounds nesting: a validator recursing once per level would
+// otherwise let a 256 KiB body of brackets cost megabytes of stack.
+const maxDepth = 256
 
 // ValidateBody checks a webhook body: JSON, and for hits an object or a
 // non-empty array of objects, for deploys an object. It builds no values and
@@ -23,6 +29,9 @@ func ValidateBody(kind auth.Kind, body []byte) error {
 	i := skipSpace(body, 0)
 	if i == len(body) {
 		return errBodyEmpty
+	}
+	if tooDeep(body[i:]) {
+		return errBodyTooDeep
 	}
 	if fastjson.ValidateBytes(body) != nil {
 		return errBodyNotJSON
@@ -81,17 +90,56 @@ func arrayOfObjects(body []byte, i int) bool {
 	return false
 }
 
-// skipString returns the index of the quote closing the string opening at body[i].
-func skipString(body []byte, i int) int {
-	for i++; i < len(body); i++ {
+// tooDeep reports whether brackets outside strings nest deeper than maxDepth.
+// It runs before validation, on bytes that may not be JSON at all.
+func tooDeep(body []byte) bool {
+	depth := 0
+	for i := 0; i < len(body); i++ {
 		switch body[i] {
-		case '\\':
-			i++
 		case '"':
-			return i
+			i = skipString(body, i)
+		case '{', '[':
+			if depth++; depth > maxDepth {
+				return true
+			}
+		case '}', ']':
+			depth--
 		}
 	}
-	return i
+	return false
+}
+
+// skipString returns the index of the quote closing the string opening at
+// body[i] (len(body) when there is none). IndexByte finds quote candidates
+// fast; a quote preceded by an odd run of backslashes is escaped.
+func skipString(body []byte, i int) int {
+	for j := i + 1; j < len(body); {
+		// Most strings in webhooks are short: look at a few bytes by hand
+		// before paying for IndexByte's call.
+		q := -1
+		for end := min(j+16, len(body)); j < end; j++ {
+			if body[j] == '"' {
+				q = j
+				break
+			}
+		}
+		if q < 0 {
+			k := bytes.IndexByte(body[j:], '"')
+			if k < 0 {
+				return len(body)
+			}
+			q = j + k
+		}
+		n := 0
+		for b := q - 1; b > i && body[b] == '\\'; b-- {
+			n++
+		}
+		if n%2 == 0 {
+			return q
+		}
+		j = q + 1
+	}
+	return len(body)
 }
 
 func skipSpace(b []byte, i int) int {

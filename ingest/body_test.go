@@ -31,6 +31,9 @@ func TestValidateBody(t *testing.T) {
 		{"broken", `{"a":`, false, false},
 		{"trailing garbage", `{} {}`, false, false},
 		{"escaped quote", `[{"a":"\"}"},{}]`, true, false},
+		{"deep but allowed", strings.Repeat(`{"a":`, 255) + "1" + strings.Repeat("}", 255), true, true},
+		{"too deep", strings.Repeat(`{"a":`, 257) + "1" + strings.Repeat("}", 257), false, false},
+		{"brackets in strings do not count", `{"a":"` + strings.Repeat("[", 1000) + `"}`, true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
