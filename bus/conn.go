@@ -89,11 +89,12 @@ type ConnEvents struct {
 // process runs, starting while NATS is still down. Publishes are never
 // buffered while disconnected (ReconnectBufSize -1): a request answered 503
 // must not be sent later behind the sender's back.
-func Connect(c ConnConfig, ev ConnEvents) (*nats.Conn, error) {
+func Connect(c ConnConfig, ev ConnEvents, extra ...nats.Option) (*nats.Conn, error) {
 	opts, err := c.Options()
 	if err != nil {
 		return nil, err
 	}
+	opts = append(opts, extra...)
 	opts = append(opts,
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),

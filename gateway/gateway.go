@@ -37,6 +37,9 @@ type Config struct {
 	NATS           bus.ConnConfig // URL empty: embedded server
 	DataDir        string
 	EmbeddedListen string
+	// EmbeddedOverTCP makes the gateway reach its embedded server over TCP
+	// like any client; by default it uses an in-process connection.
+	EmbeddedOverTCP bool
 
 	Stream         string
 	SubjectPrefix  string
@@ -201,6 +204,12 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 	}
 	conn := cfg.NATS
 	conn.URL = natsURL
+	var extra []nats.Option
+	if g.embedded != nil && !cfg.EmbeddedOverTCP {
+		// The gateway's own connection to its embedded server skips TCP:
+		// an in-process pipe, no loopback syscalls per publish and ack.
+		extra = append(extra, nats.InProcessServer(g.embedded))
+	}
 	g.nc, err = bus.Connect(conn, bus.ConnEvents{
 		Disconnected: func(err error) {
 			g.Metrics.SetNATSConnected(false)
@@ -231,7 +240,7 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 				}
 			}
 		},
-	})
+	}, extra...)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
