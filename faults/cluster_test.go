@@ -169,27 +169,7 @@ func (c *cluster) waitJetStream(timeout time.Duration) {
 // streamLeader returns the index of the node leading stream name.
 func (c *cluster) streamLeader(js jetstream.JetStream, name string) int {
 	c.t.Helper()
-	var leader int
-	hgtest.WaitFor(c.t, 20*time.Second, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		s, err := js.Stream(ctx, name)
-		if err != nil {
-			return err
-		}
-		info, err := s.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if info.Cluster == nil || info.Cluster.Leader == "" {
-			return fmt.Errorf("stream %s has no leader", name)
-		}
-		if leader = c.index(info.Cluster.Leader); leader < 0 {
-			return fmt.Errorf("stream %s: unknown leader %q", name, info.Cluster.Leader)
-		}
-		return nil
-	})
-	return leader
+	return c.waitStreamLeaderNot(js, name, -1)
 }
 
 // waitStreamLeaderNot waits until stream name is led by a node other than i.

@@ -71,17 +71,22 @@ func serve(t *testing.T, dataDir string, natsAddr string, extra ...string) *serv
 			return fmt.Errorf("serve exited %d: %s", c, s.stderr.String())
 		default:
 		}
-		resp, err := http.Get("http://" + s.metrics + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("readyz %d", resp.StatusCode)
-		}
-		return nil
+		return readyz(s.metrics)
 	})
 	return s
+}
+
+// readyz asks a serve's /readyz; nil when ready.
+func readyz(metricsAddr string) error {
+	resp, err := http.Get("http://" + metricsAddr + "/readyz")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("readyz %d", resp.StatusCode)
+	}
+	return nil
 }
 
 type issued struct {

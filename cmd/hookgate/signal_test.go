@@ -41,17 +41,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 			cmd.Process.Kill()
 		}
 	}()
-	hgtest.WaitFor(t, 20*time.Second, func() error {
-		resp, err := http.Get("http://" + metricsAddr + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("readyz %d", resp.StatusCode)
-		}
-		return nil
-	})
+	hgtest.WaitFor(t, 20*time.Second, func() error { return readyz(metricsAddr) })
 	code, out, errOut := runCLI(t, noEnv, "token", "issue", "--org", "acme", "--kind", "hits", "--name", "n", "--json", "--nats-url", "nats://"+natsAddr)
 	if code != 0 {
 		t.Fatalf("issue: %s", errOut)
