@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"errors"
 
 	"github.com/valyala/fastjson"
@@ -30,8 +29,8 @@ func ValidateBody(kind auth.Kind, body []byte) error {
 	if i == len(body) {
 		return errBodyEmpty
 	}
-	if tooDeep(body[i:]) {
-		return errBodyTooDeep
+	if err := checkStructure(body[i:]); err != nil {
+		return err
 	}
 	if fastjson.ValidateBytes(body) != nil {
 		return errBodyNotJSON
@@ -90,56 +89,52 @@ func arrayOfObjects(body []byte, i int) bool {
 	return false
 }
 
-// tooDeep reports whether brackets outside strings nest deeper than maxDepth.
-// It runs before validation, on bytes that may not be JSON at all.
-func tooDeep(body []byte) bool {
+// checkStructure checks what fastjson's validation does not: nesting depth,
+// and raw control characters inside strings (fastjson 1.6.10 lets one through
+// when an escape follows it in the same string; found by FuzzValidateBody). It
+// runs before validation, on bytes that may not be JSON at all.
+func checkStructure(body []byte) error {
 	depth := 0
 	for i := 0; i < len(body); i++ {
 		switch body[i] {
 		case '"':
-			i = skipString(body, i)
+			end, ok := scanString(body, i)
+			if !ok {
+				return errBodyNotJSON
+			}
+			i = end
 		case '{', '[':
 			if depth++; depth > maxDepth {
-				return true
+				return errBodyTooDeep
 			}
 		case '}', ']':
 			depth--
 		}
 	}
-	return false
+	return nil
+}
+
+// scanString returns the index of the quote closing the string opening at
+// body[i]; ok is false when the string holds a raw control character.
+func scanString(body []byte, i int) (end int, ok bool) {
+	for i++; i < len(body); i++ {
+		switch c := body[i]; {
+		case c == '\\':
+			i++
+		case c == '"':
+			return i, true
+		case c < 0x20:
+			return i, false
+		}
+	}
+	return i, true
 }
 
 // skipString returns the index of the quote closing the string opening at
-// body[i] (len(body) when there is none). IndexByte finds quote candidates
-// fast; a quote preceded by an odd run of backslashes is escaped.
+// body[i], for a body already known to be valid JSON.
 func skipString(body []byte, i int) int {
-	for j := i + 1; j < len(body); {
-		// Most strings in webhooks are short: look at a few bytes by hand
-		// before paying for IndexByte's call.
-		q := -1
-		for end := min(j+16, len(body)); j < end; j++ {
-			if body[j] == '"' {
-				q = j
-				break
-			}
-		}
-		if q < 0 {
-			k := bytes.IndexByte(body[j:], '"')
-			if k < 0 {
-				return len(body)
-			}
-			q = j + k
-		}
-		n := 0
-		for b := q - 1; b > i && body[b] == '\\'; b-- {
-			n++
-		}
-		if n%2 == 0 {
-			return q
-		}
-		j = q + 1
-	}
-	return len(body)
+	end, _ := scanString(body, i)
+	return end
 }
 
 func skipSpace(b []byte, i int) int {

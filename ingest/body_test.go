@@ -33,6 +33,8 @@ func TestValidateBody(t *testing.T) {
 		{"escaped quote", `[{"a":"\"}"},{}]`, true, false},
 		{"deep but allowed", strings.Repeat(`{"a":`, 255) + "1" + strings.Repeat("}", 255), true, true},
 		{"too deep", strings.Repeat(`{"a":`, 257) + "1" + strings.Repeat("}", 257), false, false},
+		{"raw control char before an escape", "[{\"\":\"\x04\\b\"}]", false, false},
+		{"raw newline in a string", "{\"a\":\"x\ny\\n\"}", false, false},
 		{"brackets in strings do not count", `{"a":"` + strings.Repeat("[", 1000) + `"}`, true, true},
 	}
 	for _, tt := range tests {
