@@ -37,7 +37,11 @@ for pkg in $(go list ./...); do
   dir=$(go list -f '{{.Dir}}' "$pkg")
   for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
     echo "-- $pkg $target"
-    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" >/dev/null
+    if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" > /tmp/hookgate-fuzz.log 2>&1; then
+      grep -v '^fuzz: elapsed' /tmp/hookgate-fuzz.log >&2
+      echo "fuzz target $target failed; the input is saved under testdata/fuzz/$target" >&2
+      exit 1
+    fi
   done
 done
 echo "== all tests passed"
