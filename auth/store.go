@@ -329,14 +329,6 @@ func (s *Store) pruneLocked(now time.Time) {
 	}
 }
 
-// Flush empties the cache, so every token is read from the bucket again. Recent events stay: they
-// are still true, and they guard fills that are in flight.
-func (s *Store) Flush() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cache.Clear()
-}
-
 type nopObserver struct{}
 
 func (nopObserver) CacheLookup(bool)   {}

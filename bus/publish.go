@@ -131,13 +131,14 @@ func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
 	taken := false // an ack for id was received here
 	defer func() { p.release(id, w, taken) }()
 
-	prefix := p.inbox + strconv.FormatUint(id, 10) + "."
+	var subj [128]byte
 	for attempt := 1; ; attempt++ {
 		if !p.Connected() {
 			return Ack{}, ErrDisconnected
 		}
 		reconnected := p.reconnectSignal()
-		msg.Reply = prefix + strconv.Itoa(attempt)
+		r := strconv.AppendUint(append(subj[:0], p.inbox...), id, 10)
+		msg.Reply = string(strconv.AppendInt(append(r, '.'), int64(attempt), 10))
 		if err := p.nc.PublishMsg(msg); err != nil {
 			if !p.Connected() || errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrConnectionClosed) {
 				return Ack{}, ErrDisconnected

@@ -427,16 +427,7 @@ func TestWatchStallDoesNotServeStaleCredentials(t *testing.T) {
 // waitOrLog polls f like hgtest.WaitFor but only logs when time runs out.
 func waitOrLog(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Logf("going on after %s: %v", timeout, err)
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := hgtest.Poll(timeout, f); err != nil {
+		t.Logf("going on after %s: %v", timeout, err)
 	}
 }

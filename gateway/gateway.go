@@ -417,7 +417,7 @@ func (g *Gateway) bootstrap(ctx context.Context) error {
 		// The watch could not be (re)created: the cache may miss events from
 		// now on, so stop trusting it until a new watch has synced.
 		g.synced.Store(false)
-		g.store.Flush()
+		g.store.Distrust("credential watch stopped")
 		g.log.Warn("credential watch stopped; retrying", "err", err)
 		select {
 		case <-ctx.Done():

@@ -207,6 +207,20 @@ func (g *hookgate) waitReady(timeout time.Duration) error {
 	return fmt.Errorf("hookgate not ready in %s: %s", timeout, last)
 }
 
+// hitsTarget issues a hits token on natsURL and checks that the gateway at
+// addr accepts a webhook with it: the target every hookgate row drives.
+func hitsTarget(natsURL, addr string, body []byte) (target, error) {
+	token, err := issueHitsToken(natsURL)
+	if err != nil {
+		return target{}, fmt.Errorf("issue token: %w", err)
+	}
+	t := target{addr: addr, path: hitsPath, token: token}
+	if err := probe(t, body, 15*time.Second); err != nil {
+		return target{}, err
+	}
+	return t, nil
+}
+
 // issueHitsToken writes an organization-wide hits credential into the
 // gateway's bucket through auth.Registry, as `hookgate token issue` does.
 func issueHitsToken(natsURL string) (string, error) {

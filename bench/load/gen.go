@@ -220,11 +220,7 @@ func (goGen) run(t target, body []byte, conns int, d time.Duration) (loadResult,
 					continue
 				}
 				l = append(l, time.Since(t0))
-				if sc := resp.StatusCode(); sc >= 200 && sc < 300 {
-					ok2xx.Add(1)
-				} else {
-					errs.Add(1)
-				}
+				tally(resp, &ok2xx, &errs)
 			}
 			lats[w] = l
 		}()
@@ -277,11 +273,7 @@ func runRate(t target, body []byte, conns int, d time.Duration, rate float64) (l
 					continue
 				}
 				l = append(l, time.Since(due))
-				if sc := resp.StatusCode(); sc >= 200 && sc < 300 {
-					ok2xx.Add(1)
-				} else {
-					errs.Add(1)
-				}
+				tally(resp, &ok2xx, &errs)
 			}
 			lats[w] = l
 		}()
@@ -321,4 +313,13 @@ func summarize(l []time.Duration) loadResult {
 		return l[max(0, min(i, len(l)-1))]
 	}
 	return loadResult{requests: int64(len(l)), p50: q(0.50), p99: q(0.99), p999: q(0.999), max: l[len(l)-1]}
+}
+
+// tally counts a reply as 2xx or as an error.
+func tally(resp *fasthttp.Response, ok2xx, errs *atomic.Int64) {
+	if sc := resp.StatusCode(); sc >= 200 && sc < 300 {
+		ok2xx.Add(1)
+	} else {
+		errs.Add(1)
+	}
 }

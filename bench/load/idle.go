@@ -34,12 +34,8 @@ func runIdle(e *env) error {
 		return err
 	}
 	defer g.stop()
-	token, err := issueHitsToken(g.natsURL)
+	t, err := hitsTarget(g.natsURL, g.addr, e.body)
 	if err != nil {
-		return err
-	}
-	t := target{addr: g.addr, path: hitsPath, token: token}
-	if err := probe(t, e.body, 15*time.Second); err != nil {
 		return err
 	}
 

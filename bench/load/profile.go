@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
-	"time"
 )
 
 // runProfile runs the gateway in this process (gateway.Start with an embedded
@@ -22,12 +21,8 @@ func runProfile(e *env) error {
 		return err
 	}
 	defer g.stop()
-	token, err := issueHitsToken(g.natsURL)
+	t, err := hitsTarget(g.natsURL, g.addr, e.body)
 	if err != nil {
-		return err
-	}
-	t := target{addr: g.addr, path: hitsPath, token: token}
-	if err := probe(t, e.body, 15*time.Second); err != nil {
 		return err
 	}
 	if e.o.quiet > 0 && !waitQuiet(e.o.quiet) {

@@ -127,12 +127,8 @@ func runOnce(e *env, run int) (rows []row, err error) {
 		return rows, fmt.Errorf("hookgate: %w", err)
 	}
 	defer g.stop()
-	token, err := issueHitsToken(g.natsURL)
+	t, err := hitsTarget(g.natsURL, g.addr, e.body)
 	if err != nil {
-		return rows, fmt.Errorf("issue token: %w", err)
-	}
-	t := target{addr: g.addr, path: hitsPath, token: token}
-	if err := probe(t, e.body, 15*time.Second); err != nil {
 		return rows, err
 	}
 	quiet(rowHG)

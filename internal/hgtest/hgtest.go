@@ -218,14 +218,19 @@ func Post(t testing.TB, url, token string, body []byte, hdr map[string]string) (
 // with f's last error.
 func WaitFor(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
+	if err := Poll(timeout, f); err != nil {
+		t.Fatalf("condition not met in %s: %v", timeout, err)
+	}
+}
+
+// Poll calls f every 10ms until it returns nil or timeout passes; it returns
+// f's last error.
+func Poll(timeout time.Duration, f func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met in %s: %v", timeout, err)
+		if err == nil || time.Now().After(deadline) {
+			return err
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
