@@ -48,6 +48,8 @@ type options struct {
 
 	// Child roles (internal).
 	role, listen, natsURL, token, stream, prefix string
+	genTarget, genPath                           string
+	genRate                                      float64
 }
 
 func main() {
@@ -71,12 +73,17 @@ func main() {
 	flag.StringVar(&o.token, "token", "", "internal: child token")
 	flag.StringVar(&o.stream, "stream", "PEER", "internal: child stream")
 	flag.StringVar(&o.prefix, "prefix", "peer", "internal: child subject prefix")
+	flag.StringVar(&o.genTarget, "target", "", "internal: rate-gen target host:port")
+	flag.StringVar(&o.genPath, "path", hitsPath, "internal: rate-gen request path")
+	flag.Float64Var(&o.genRate, "rate", 0, "internal: rate-gen requests per second")
 	flag.Parse()
 
 	var err error
 	switch {
 	case o.role == "http-ceiling":
 		err = roleHTTPCeiling(o.listen)
+	case o.role == "rate-gen":
+		err = runRateGenChild(o.genTarget, o.genPath, o.token, o.genRate, o.conns, o.duration)
 	case o.role == "peer":
 		err = rolePeer(o.listen, o.natsURL, o.token, o.stream, o.prefix)
 	case o.role != "":

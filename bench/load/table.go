@@ -272,8 +272,8 @@ func measureHookgate(e *env, g *hookgate, b *broker, t target, d time.Duration, 
 		gen  = e.gen.name()
 	)
 	if rate > 0 {
-		name, gen = rowHGHalf, fmt.Sprintf("go @ %.0f/s", rate)
-		res, err = runRate(t, e.body, conns, d, rate)
+		name, gen = rowHGHalf, fmt.Sprintf("rate-gen @ %.0f/s", rate)
+		res, err = rateGen{self: e.self}.run(t, conns, d, rate)
 	} else {
 		res, err = e.gen.run(t, e.body, conns, d)
 	}
@@ -284,7 +284,7 @@ func measureHookgate(e *env, g *hookgate, b *broker, t target, d time.Duration, 
 	if brk != nil {
 		r.brkCPU = brk.delta()
 	}
-	inProcGen := rate > 0 || gen == "go"
+	inProcGen := rate == 0 && gen == "go"
 	ext := 0.0
 	if !inProcGen {
 		ext = res.genCPU
