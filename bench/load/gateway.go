@@ -117,31 +117,49 @@ type hookgate struct {
 
 // startHookgateProc runs `hookgate serve` as a child against the broker.
 func startHookgateProc(bin string, b *broker, extra ...string) (*hookgate, error) {
+	g, err := startServe(bin, append([]string{"--nats-url", b.url}, extra...)...)
+	if err != nil {
+		return nil, err
+	}
+	g.natsURL = b.url
+	return g, nil
+}
+
+// startHookgateEmbedded runs `hookgate serve` as a child with its embedded
+// NATS server storing JetStream in dir: what a new user gets from one
+// command. Gateway and broker are then one process and one CPU figure.
+func startHookgateEmbedded(bin, dir string, extra ...string) (*hookgate, error) {
+	return startServe(bin, append([]string{"--data-dir", dir, "--embedded-nats-listen", "127.0.0.1:0"}, extra...)...)
+}
+
+// startServe runs `hookgate serve` on loopback ports and waits until it is
+// ready; natsURL is the one it logged.
+func startServe(bin string, extra ...string) (*hookgate, error) {
 	args := append([]string{"serve",
-		"--nats-url", b.url,
 		"--listen", "127.0.0.1:0",
 		"--metrics-listen", "127.0.0.1:0",
 		"--log-format", "json",
 		"--log-level", "info",
 		"--shutdown-timeout", "5s",
 	}, extra...)
-	var listen, metricsListen string
+	var listen, metricsListen, natsURL string
 	c, _, err := startChild("hookgate", bin, args, 30*time.Second, func(line string) (string, bool) {
 		var l struct {
 			Msg           string `json:"msg"`
 			Listen        string `json:"listen"`
 			MetricsListen string `json:"metrics_listen"`
+			NATSURL       string `json:"nats_url"`
 		}
 		if json.Unmarshal([]byte(line), &l) != nil || l.Msg != "hookgate started" {
 			return "", false
 		}
-		listen, metricsListen = l.Listen, l.MetricsListen
+		listen, metricsListen, natsURL = l.Listen, l.MetricsListen, l.NATSURL
 		return l.Listen, true
 	})
 	if err != nil {
 		return nil, err
 	}
-	g := &hookgate{addr: listen, metricsURL: "http://" + metricsListen, natsURL: b.url, pid: c.pid(), stop: c.stop}
+	g := &hookgate{addr: listen, metricsURL: "http://" + metricsListen, natsURL: natsURL, pid: c.pid(), stop: c.stop}
 	if err := g.waitReady(30 * time.Second); err != nil {
 		c.stop()
 		return nil, fmt.Errorf("%w: %s", err, c.lastLines())

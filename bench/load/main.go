@@ -59,7 +59,7 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 3, "times to repeat the whole set of measurements")
 	flag.StringVar(&o.out, "out", "", "also write the report as markdown to this file")
 	flag.StringVar(&o.gen, "gen", "auto", "load generator: wrk, go, or auto (wrk when installed)")
-	flag.StringVar(&o.gatewayMode, "gateway", "proc", "proc: hookgate serve and natsd as child processes; inproc: gateway.Start with embedded NATS in this process")
+	flag.StringVar(&o.gatewayMode, "gateway", "proc", "proc: hookgate serve --nats-url and natsd as child processes; embedded: hookgate serve with its embedded NATS as a child; inproc: gateway.Start with embedded NATS in this process")
 	flag.BoolVar(&o.half, "half", true, "also measure hookgate at half its peak rate (Go generator, fixed rate)")
 	flag.IntVar(&o.idle, "idle", 0, "instead: open this many idle keep-alive connections to hookgate and report its RSS")
 	flag.IntVar(&o.idleSources, "idle-sources", 4, "with -idle: source addresses 127.0.0.1.. to spread the connections over")
@@ -114,6 +114,11 @@ func runMain(o options) error {
 	}
 	if o.conns < 1 || o.conns > 10000 || o.runs < 1 || o.runs > 20 {
 		return fmt.Errorf("-conns 1..10000 and -runs 1..20")
+	}
+	switch o.gatewayMode {
+	case "proc", "embedded", "inproc":
+	default:
+		return fmt.Errorf("-gateway %q: want proc, embedded or inproc", o.gatewayMode)
 	}
 	e := &env{o: o, body: payload(300)}
 	var err error

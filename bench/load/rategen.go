@@ -43,7 +43,9 @@ type rateGenResult struct {
 	P999     int64   `json:"p999_ns"`
 	Max      int64   `json:"max_ns"`
 	SendP99  int64   `json:"send_p99_ns"` // latency from the actual send, for comparison
-	LateP99  int64   `json:"late_p99_ns"` // how late the generator itself sent
+	LateP99  int64   `json:"late_p99_ns"` // how late requests went out
+	WakeP99  int64   `json:"wake_p99_ns"` // loop wake-ups later than one tick after the last: the generator starved of CPU
+	NoConn   int64   `json:"no_conn"`     // times a due request found every connection busy
 	CPU      float64 `json:"cpu_s"`
 	Elapsed  int64   `json:"elapsed_ns"`
 }
@@ -192,6 +194,8 @@ func (l *rateLoop) run(req []byte, rate float64, d time.Duration) rateGenResult 
 		return r
 	}
 	var tickBuf [8]byte
+	wake := make([]int64, 0, int(d/rateTick)+1)
+	var lastTick time.Duration
 	for next := int64(0); next < total || inflight > 0; {
 		// Replies first, so that their connections can take this tick's requests.
 		n, err := epollWaitRaw(l.ep, events, 0)
@@ -230,6 +234,12 @@ func (l *rateLoop) run(req []byte, rate float64, d time.Duration) rateGenResult 
 			l.idle = append(l.idle, c)
 		}
 		now := time.Since(start)
+		if next < total {
+			// Ticks fall on multiples of rateTick since start, unless the
+			// loop fell behind (a periodic timerfd does not queue missed ticks).
+			wake = append(wake, int64(max(0, now-lastTick-rateTick)))
+			lastTick = now
+		}
 		if now > giveUp {
 			r.Missed += total - next + int64(inflight)
 			break
@@ -247,6 +257,9 @@ func (l *rateLoop) run(req []byte, rate float64, d time.Duration) rateGenResult 
 				l.reconnect(c)
 			}
 		}
+		if next < total && len(l.idle) == 0 && due(next) <= now {
+			r.NoConn++
+		}
 		// Sleep until the next tick (a blocking read of the timerfd).
 		_, _, _ = unix.RawSyscall(unix.SYS_READ, uintptr(l.timer), uintptr(unsafe.Pointer(&tickBuf[0])), 8)
 	}
@@ -255,6 +268,7 @@ func (l *rateLoop) run(req []byte, rate float64, d time.Duration) rateGenResult 
 	r.P50, r.P99, r.P999, r.Max = quantiles(lat)
 	_, r.SendP99, _, _ = quantiles(send)
 	_, r.LateP99, _, _ = quantiles(late)
+	_, r.WakeP99, _, _ = quantiles(wake)
 	return r
 }
 
@@ -373,7 +387,8 @@ func (g rateGen) run(t target, conns int, d time.Duration, rate float64) (loadRe
 		elapsed: time.Duration(r.Elapsed), genCPU: r.CPU,
 		p50: time.Duration(r.P50), p99: time.Duration(r.P99), p999: time.Duration(r.P999), max: time.Duration(r.Max),
 	}
-	res.note = fmt.Sprintf("p99 from actual send %s; generator sent late by %s at p99", fmtDur(time.Duration(r.SendP99)), fmtDur(time.Duration(r.LateP99)))
+	res.note = fmt.Sprintf("p99 from the actual send %s; sent late by %s at p99; generator woke late by %s at p99; %d ticks found every connection busy",
+		fmtDur(time.Duration(r.SendP99)), fmtDur(time.Duration(r.LateP99)), fmtDur(time.Duration(r.WakeP99)), r.NoConn)
 	return res, nil
 }
 

@@ -44,8 +44,9 @@ func machine(e *env, withGen bool) string {
 	}
 	fmt.Fprintf(&b, "- body: %d-byte JSON object, `Authorization: Bearer`, keep-alive, loopback\n", len(e.body))
 	fmt.Fprintf(&b, "- hookgate: %s\n", map[string]string{
-		"proc":   "`hookgate serve --nats-url` (child process) against bench/natsd (child process), file storage",
-		"inproc": "gateway.Start in the benchmark process with an embedded NATS server, file storage",
+		"proc":     "`hookgate serve --nats-url` (child process) against bench/natsd (child process), file storage",
+		"embedded": "`hookgate serve` with its embedded NATS server (child process, as a new user runs it; server CPU is gateway and broker together), file storage",
+		"inproc":   "gateway.Start in the benchmark process with an embedded NATS server, file storage",
 	}[e.o.gatewayMode])
 	return b.String()
 }

@@ -113,13 +113,21 @@ func runOnce(e *env, run int) (rows []row, err error) {
 	// d. hookgate, then at half its peak rate.
 	var g *hookgate
 	var brk *broker
-	if e.o.gatewayMode == "inproc" {
-		g, err = startHookgateInProc(filepath.Join(e.tmp, "embedded-"+strconv.Itoa(run)), e.o.maxConnsPerIP)
-		if err == nil {
-			brk = &broker{url: g.natsURL}
-			err = brk.connect()
+	switch e.o.gatewayMode {
+	case "inproc", "embedded":
+		dir := filepath.Join(e.tmp, "embedded-"+strconv.Itoa(run))
+		if e.o.gatewayMode == "inproc" {
+			g, err = startHookgateInProc(dir, e.o.maxConnsPerIP)
+		} else {
+			g, err = startHookgateEmbedded(e.hookgateBin, dir, "--max-conns-per-ip", strconv.Itoa(e.o.maxConnsPerIP))
 		}
-	} else {
+		if err == nil {
+			brk = &broker{url: g.natsURL} // pid 0: its CPU is the gateway's
+			if err = brk.connect(); err == nil {
+				defer brk.nc.Close()
+			}
+		}
+	default:
 		brk = b
 		g, err = startHookgateProc(e.hookgateBin, b, "--max-conns-per-ip", strconv.Itoa(e.o.maxConnsPerIP))
 	}
@@ -261,7 +269,10 @@ func measureHookgate(e *env, g *hookgate, b *broker, t target, d time.Duration, 
 	mach := newMachineMeter()
 	var cpu, brk *cpuMeter
 	if g.pid != 0 {
-		cpu, brk = newCPUMeter(g.pid), newCPUMeter(b.pid)
+		cpu = newCPUMeter(g.pid)
+		if b.pid != 0 {
+			brk = newCPUMeter(b.pid)
+		}
 	} else {
 		cpu = newCPUMeter(0) // gateway, embedded NATS and any in-process generator together
 	}
