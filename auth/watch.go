@@ -25,7 +25,17 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, synced func())
 	// Until this watch has delivered the bucket's state, nothing in memory
 	// is vouched for: a previous watch may have died, or none ran yet.
 	s.Distrust("credential watch starting")
-	w, err := kv.WatchAll(ctx)
+	// covered is the bucket's last revision read before the current watch
+	// was created: once that watch has delivered its initial state, every
+	// revision up to it is applied or gone from the bucket. Without it, a
+	// bucket whose newest revisions were removed (PurgeDeletes) would look
+	// ahead of the watch forever.
+	var covered, pendingCovered uint64
+	watch := func(opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+		pendingCovered, _ = bucketLastRevision(ctx, kv, s.cfg.StaleAfter/2) // 0 when unknown: no claim
+		return kv.WatchAll(ctx, opts...)
+	}
+	w, err := watch()
 	if err != nil {
 		return fmt.Errorf("auth: watch bucket %q: %w", kv.Bucket(), err)
 	}
@@ -49,7 +59,7 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, synced func())
 				continue
 			}
 			last, err := bucketLastRevision(ctx, kv, s.cfg.StaleAfter/2)
-			caughtUp := s.LastRevision() >= target
+			caughtUp := max(s.LastRevision(), covered) >= target
 			switch {
 			case err != nil:
 				s.Distrust("bucket status: " + err.Error())
@@ -57,7 +67,7 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, synced func())
 				s.Distrust("watch behind the bucket")
 				// Do not wait for nats.go to notice (two missed heartbeats):
 				// start a new watch where this one stopped.
-				if nw, werr := kv.WatchAll(ctx, jetstream.ResumeFromRevision(s.LastRevision()+1)); werr == nil {
+				if nw, werr := watch(jetstream.ResumeFromRevision(s.LastRevision() + 1)); werr == nil {
 					w.Stop()
 					w, catchingUp = nw, true
 				}
@@ -76,11 +86,10 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, synced func())
 				return fmt.Errorf("auth: watch of bucket %q ended", kv.Bucket())
 			}
 			if e == nil {
-				// The watch has delivered everything up to its creation:
-				// the next check compares with a revision read from now on.
-				// (A revision that no longer exists, gone with a purge,
-				// must not keep the store distrusted forever.)
-				catchingUp, target = false, 0
+				// The watch has delivered everything up to its creation,
+				// so up to covered at least: the next check compares with
+				// a revision read from now on.
+				catchingUp, target, covered = false, 0, pendingCovered
 				s.Trust() // current as of the watch's creation; checks keep it honest
 				if !everSynced && synced != nil {
 					synced()
@@ -92,6 +101,7 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, synced func())
 		}
 	}
 }
+
 func bucketLastRevision(ctx context.Context, kv jetstream.KeyValue, timeout time.Duration) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

@@ -1,0 +1,84 @@
+package auth_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookgate/hookgate/auth"
+	"github.com/hookgate/hookgate/bus"
+	"github.com/hookgate/hookgate/internal/hgtest"
+)
+
+// When the bucket's newest revisions are gone (a key deleted, then its
+// history removed with PurgeDeletes, as a platform cleaning up does), no
+// watch can ever deliver them. The store must still count as caught up once
+// its watch has delivered the bucket's state, instead of distrusting itself
+// and recreating the watch every check until the next write.
+func TestWatchTrustsABucketWhoseLastRevisionsWerePurged(t *testing.T) {
+	srv := hgtest.RunNATS(t)
+	_, js := hgtest.Connect(t, srv.ClientURL())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kv, err := bus.EnsureBucket(ctx, js, "tokens-purged", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := auth.HashToken([]byte("platform-token-kept"))
+	gone := auth.HashToken([]byte("platform-token-gone"))
+	for _, h := range []auth.Hash{kept, gone} {
+		if _, err := kv.Put(ctx, auth.TokenKey(h), credJSON(t, "c-"+h.String()[:6], nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := kv.Delete(ctx, auth.TokenKey(gone)); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.PurgeDeletes(ctx, jetstream.DeleteMarkersOlderThan(-1)); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs hgtest.LogBuffer
+	s, err := auth.NewStore(kv, nil, auth.StoreConfig{StaleAfter: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	synced := make(chan struct{})
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Watch(watchCtx, kv, func() { close(synced) }) }()
+	defer func() {
+		stopWatch()
+		if err := <-done; err != nil {
+			t.Errorf("watch: %v", err)
+		}
+	}()
+	select {
+	case <-synced:
+	case <-ctx.Done():
+		t.Fatal("watch never synced")
+	}
+
+	// Ten freshness checks' worth: the store stays trusted throughout.
+	deadline := time.Now().Add(10 * 50 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if !s.Trusted() {
+			t.Fatalf("store distrusted with the watch current; log:\n%s", logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := strings.Count(logs.String(), "distrusted"); n > 1 { // the one at watch start
+		t.Fatalf("%d distrust events; log:\n%s", n, logs.String())
+	}
+	if _, err := s.Lookup(ctx, kept); err != nil {
+		t.Fatalf("kept token: %v", err)
+	}
+	if _, err := s.Lookup(ctx, gone); err == nil {
+		t.Fatal("purged token is valid")
+	}
+}
