@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -516,19 +517,10 @@ func TestMaxConnsPerAddress(t *testing.T) {
 		defer c.Close()
 		conns = append(conns, c)
 	}
-	// The third connection from the same address is answered and closed.
+	// The third connection from the same address gets the contract's 429
+	// and is closed.
 	hgtest.WaitFor(t, 5*time.Second, func() error {
-		c, err := net.Dial("tcp", e.gw.Addr().String())
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		line, err := bufio.NewReader(c).ReadString('\n')
-		if !strings.HasPrefix(line, "HTTP/1.1 429") {
-			return fmt.Errorf("third connection got %q, %v", line, err)
-		}
-		return nil
+		return refusedWith(e.gw.Addr().String(), http.StatusTooManyRequests, "rate_limited")
 	})
 	// The first two still work.
 	is := e.issue("acme", auth.KindHits, "")
@@ -541,6 +533,75 @@ func TestMaxConnsPerAddress(t *testing.T) {
 			t.Fatalf("existing connection got %q, %v", line, err)
 		}
 	}
+	// Closing one frees its place for a new connection.
+	conns[0].Close()
+	hgtest.WaitFor(t, 5*time.Second, func() error {
+		_, err := postOn(e.gw.Addr().String(), req)
+		return err
+	})
+	if n := metricValue(t, e.gw.MetricsURL, `hookgate_http_requests_total{code="429",route="other"}`); n < 1 {
+		t.Fatalf("refused connections not counted: %v", n)
+	}
+}
+
+func TestMaxConnsInAll(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config) { c.Server.MaxConns = 2 })
+	for range 2 {
+		c, err := net.Dial("tcp", e.gw.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	hgtest.WaitFor(t, 5*time.Second, func() error {
+		return refusedWith(e.gw.Addr().String(), http.StatusServiceUnavailable, "unavailable")
+	})
+}
+
+// refusedWith dials addr and expects, without sending anything, the
+// contract's JSON refusal with Retry-After and then the end of the
+// connection.
+func refusedWith(addr string, status int, code string) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return fmt.Errorf("no reply: %w", err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Error, Message string }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return fmt.Errorf("status %d, body not JSON: %w", resp.StatusCode, err)
+	}
+	if resp.StatusCode != status || body.Error != code || body.Message == "" || resp.Header.Get("Retry-After") != "1" ||
+		resp.Header.Get("Content-Type") != "application/json" {
+		return fmt.Errorf("got %d %+v Retry-After %q Content-Type %q", resp.StatusCode, body, resp.Header.Get("Retry-After"), resp.Header.Get("Content-Type"))
+	}
+	if _, err := br.ReadByte(); err == nil {
+		return fmt.Errorf("connection still open after the refusal")
+	}
+	return nil
+}
+
+// postOn sends one raw request on a new connection and wants a 202.
+func postOn(addr, req string) (string, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.Write([]byte(req))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if !strings.HasPrefix(line, "HTTP/1.1 202") {
+		return line, fmt.Errorf("got %q, %v", line, err)
+	}
+	return line, nil
 }
 
 func TestHeaderLimitAndIdleTimeout(t *testing.T) {

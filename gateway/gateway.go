@@ -264,6 +264,13 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 			return nil, fmt.Errorf("gateway: webhook listener: %w", err)
 		}
 	}
+	g.ln = ingest.LimitConns(g.ln, ingest.ConnLimits{
+		PerAddress: cfg.Server.MaxConnsPerIP,
+		Total:      cfg.Server.MaxConns,
+		Plain:      tlsConf == nil,
+		Refused:    func(status int) { g.Metrics.Request(metrics.RouteOther, status, 0) },
+		Logger:     g.log,
+	})
 	if tlsConf != nil {
 		g.ln = tls.NewListener(g.ln, tlsConf)
 	}

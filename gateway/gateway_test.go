@@ -39,6 +39,16 @@ func newEnv(t *testing.T, configure func(*gateway.Config)) *env {
 	return &env{t: t, gw: gw, reg: hgtest.Registry(t, srv.ClientURL(), ""), js: js, nc: nc}
 }
 
+// typoAt returns tok with the character at i changed (to another one: a
+// fixed replacement equals the original once in 62 tokens).
+func typoAt(tok string, i int) string {
+	c := byte('x')
+	if tok[i] == c {
+		c = 'y'
+	}
+	return tok[:i] + string(c) + tok[i+1:]
+}
+
 func (e *env) issue(org string, kind auth.Kind, app string) auth.Issued {
 	return hgtest.Issue(e.t, e.reg, auth.IssueRequest{Org: org, Kind: kind, App: app, Name: org + " " + string(kind) + " " + app})
 }
@@ -169,7 +179,7 @@ func TestErrorTableAndNothingStored(t *testing.T) {
 		{"empty bearer", "POST", "/v1/hits/web", "", `{}`, map[string]string{"Authorization": "Bearer "}, 401, "missing_token", [2]string{"WWW-Authenticate", `Bearer realm="hookgate"`}},
 		{"empty basic password", "POST", "/v1/hits/web", "", `{}`, map[string]string{"Authorization": basic("u", "")}, 401, "missing_token", [2]string{}},
 		{"other scheme", "POST", "/v1/hits/web", "", `{}`, map[string]string{"Authorization": "Token " + hits.Token}, 401, "invalid_token", [2]string{"WWW-Authenticate", `Bearer realm="hookgate"`}},
-		{"typo token", "POST", "/v1/hits/web", hits.Token[:10] + "x" + hits.Token[11:], `{}`, nil, 401, "invalid_token", [2]string{}},
+		{"typo token", "POST", "/v1/hits/web", typoAt(hits.Token, 10), `{}`, nil, 401, "invalid_token", [2]string{}},
 		{"unknown token", "POST", "/v1/hits/web", unknown, `{}`, nil, 401, "invalid_token", [2]string{}},
 		{"short token", "POST", "/v1/hits/web", "short", `{}`, nil, 401, "invalid_token", [2]string{}},
 		{"invalid app", "POST", "/v1/hits/Web", hits.Token, `{}`, nil, 400, "invalid_app", [2]string{}},
@@ -397,7 +407,7 @@ func TestNoTokenInLogsOrMetrics(t *testing.T) {
 	valid := e.issue("acme", auth.KindHits, "")
 	revoked := e.issue("acme", auth.KindDeploy, "web")
 	unknown, _ := auth.NewToken(auth.KindHits)
-	typo := valid.Token[:20] + "0" + valid.Token[21:]
+	typo := typoAt(valid.Token, 20)
 	platform := "some-platform-format-token-zzz"
 	e.post("/v1/hits/web", valid.Token, `{}`, nil)
 	e.post("/v1/deploys/web", valid.Token, `{}`, nil)

@@ -28,3 +28,15 @@ func TestRemoteAddrKeysIPv6By64(t *testing.T) {
 		t.Fatalf("IPv4-mapped address keyed as %s", k)
 	}
 }
+
+// Connection caps count the same way as the refused-token budgets.
+func TestConnAddressMatchesRemoteAddr(t *testing.T) {
+	for _, ip := range []string{"2001:db8:1:2::1", "2001:db8:1:2:ffff::9", "2001:db8:1:3::1", "192.0.2.7", "::ffff:192.0.2.7"} {
+		tcp := &net.TCPAddr{IP: net.ParseIP(ip), Port: 4321}
+		var ctx fasthttp.RequestCtx
+		ctx.Init(&fasthttp.Request{}, tcp, nil)
+		if got, want := connAddress(tcp), remoteAddr(&ctx); got != want {
+			t.Fatalf("%s: connection counted as %s, budget kept as %s", ip, got, want)
+		}
+	}
+}

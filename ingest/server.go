@@ -44,11 +44,13 @@ func NewServer(cfg ServerConfig, h *Handler) *fasthttp.Server {
 		cfg.MaxConns = 65536
 	}
 	return &fasthttp.Server{
-		Handler:                       h.Serve,
-		ErrorHandler:                  h.serveError,
-		Name:                          "hookgate",
+		Handler:      h.Serve,
+		ErrorHandler: h.serveError,
+		Name:         "hookgate",
+		// The listener caps connections per address and in all with the
+		// contract's JSON replies (LimitConns); Concurrency stays as a
+		// backstop at the same total, MaxConnsPerIP is left to the listener.
 		Concurrency:                   cfg.MaxConns,
-		MaxConnsPerIP:                 cfg.MaxConnsPerIP,
 		ReadBufferSize:                cfg.MaxHeaderSize,
 		WriteBufferSize:               4096,
 		ReadTimeout:                   cfg.ReadTimeout,

@@ -1,0 +1,164 @@
+package ingest
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ConnLimits caps open connections on the webhook listener: per client
+// address (IPv4, or IPv6 /64, as for the refused-token budget) and in all.
+//
+// fasthttp has both caps too (MaxConnsPerIP, Concurrency), but it answers
+// them with a plain-text reply; a sender reads the contract's JSON here:
+// 429 rate_limited for its address, 503 unavailable for the gateway, both
+// with Retry-After, then the connection is closed. Over TLS nothing is
+// written (the client has not finished its handshake) and the connection
+// is just closed, as fasthttp does.
+type ConnLimits struct {
+	PerAddress int  // default 1024
+	Total      int  // default 65536
+	Plain      bool // the listener speaks plain HTTP: refusals get a reply
+	// Refused is called for each refused connection with the status sent.
+	Refused func(status int)
+	Logger  *slog.Logger
+}
+
+// LimitConns wraps ln so that Accept refuses connections over the limits.
+func LimitConns(ln net.Listener, cfg ConnLimits) net.Listener {
+	if cfg.PerAddress <= 0 {
+		cfg.PerAddress = 1024
+	}
+	if cfg.Total <= 0 {
+		cfg.Total = 65536
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &limitedListener{Listener: ln, cfg: cfg, open: map[netip.Addr]int{}}
+}
+
+var (
+	connRefusedAddress = cannedRefusal(errRateLimited.status, errRateLimited.body)
+	connRefusedTotal   = cannedRefusal(errBusy.status, errBusy.body)
+)
+
+// cannedRefusal is a whole HTTP/1.1 reply, built once: a refused
+// connection costs one write and no request parsing.
+func cannedRefusal(status int, body []byte) []byte {
+	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nServer: hookgate\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+		status, http.StatusText(status), len(body), body)
+}
+
+type limitedListener struct {
+	net.Listener
+	cfg ConnLimits
+
+	mu    sync.Mutex
+	total int
+	open  map[netip.Addr]int
+
+	lastLog atomic.Int64 // unix nanos of the last refusal logged
+}
+
+func (l *limitedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		addr := connAddress(c.RemoteAddr())
+		if status, reply := l.admit(addr); reply != nil {
+			l.refuse(c, addr, status, reply)
+			continue
+		}
+		return &limitedConn{Conn: c, l: l, addr: addr}, nil
+	}
+}
+
+// admit counts the connection in, or returns the status and reply that
+// refuse it.
+func (l *limitedListener) admit(addr netip.Addr) (int, []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.total >= l.cfg.Total:
+		return errBusy.status, connRefusedTotal
+	case l.open[addr] >= l.cfg.PerAddress:
+		return errRateLimited.status, connRefusedAddress
+	}
+	l.total++
+	l.open[addr]++
+	return 0, nil
+}
+
+func (l *limitedListener) release(addr netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if n := l.open[addr] - 1; n > 0 {
+		l.open[addr] = n
+	} else {
+		delete(l.open, addr)
+	}
+}
+
+func (l *limitedListener) refuse(c net.Conn, addr netip.Addr, status int, reply []byte) {
+	if l.cfg.Plain {
+		// A fresh socket's send buffer takes a few hundred bytes at once;
+		// the deadline only guards the accept loop against the unexpected.
+		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = c.Write(reply)
+	}
+	_ = c.Close()
+	if l.cfg.Refused != nil {
+		l.cfg.Refused(status)
+	}
+	// At most one line a minute: a client opening connections in a loop
+	// must not flood the log.
+	now := time.Now().UnixNano()
+	if last := l.lastLog.Load(); now-last > int64(time.Minute) && l.lastLog.CompareAndSwap(last, now) {
+		msg, limit := "connection refused: too many open from one client address", l.cfg.PerAddress
+		if status == errBusy.status {
+			msg, limit = "connection refused: too many open connections", l.cfg.Total
+		}
+		l.cfg.Logger.Warn(msg, "remote", addr.String(), "limit", limit, "status", status)
+	}
+}
+
+// connAddress is the address a connection counts against: IPv4, or the
+// IPv6 /64 (one host usually holds a whole /64).
+func connAddress(a net.Addr) netip.Addr {
+	var addr netip.Addr
+	if ta, ok := a.(*net.TCPAddr); ok {
+		addr = ta.AddrPort().Addr()
+	} else if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		addr = ap.Addr()
+	}
+	addr = addr.Unmap()
+	if addr.Is6() {
+		if p, err := addr.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return addr
+}
+
+type limitedConn struct {
+	net.Conn
+	l      *limitedListener
+	addr   netip.Addr
+	closed atomic.Bool
+}
+
+func (c *limitedConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.l.release(c.addr)
+	}
+	return c.Conn.Close()
+}
