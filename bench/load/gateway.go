@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -170,6 +171,9 @@ func startServe(bin string, extra ...string) (*hookgate, error) {
 // startHookgateInProc runs the gateway in this process via gateway.Start,
 // with an embedded NATS server storing JetStream in dir.
 func startHookgateInProc(dir string, maxConnsPerIP int) (*hookgate, error) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400) // as hookgate serve does
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err

@@ -43,6 +43,8 @@ type options struct {
 	idleSources   int
 	cpuprofile    string
 	memprofile    string
+	trace         string
+	profileRate   float64
 	maxConnsPerIP int
 	quiet         time.Duration
 
@@ -65,6 +67,8 @@ func main() {
 	flag.IntVar(&o.idleSources, "idle-sources", 4, "with -idle: source addresses 127.0.0.1.. to spread the connections over")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "instead: run the gateway in-process under load and write a CPU profile here")
 	flag.StringVar(&o.memprofile, "memprofile", "", "with -cpuprofile: allocation profile file (default <cpuprofile>.allocs)")
+	flag.StringVar(&o.trace, "trace", "", "with -cpuprofile: also write a runtime execution trace here (go tool trace)")
+	flag.Float64Var(&o.profileRate, "profile-rate", 0, "with -cpuprofile: drive the gateway at this fixed rate with rate-gen instead of the closed loop")
 	flag.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 20000, "hookgate --max-conns-per-ip (every connection comes from loopback)")
 	flag.DurationVar(&o.quiet, "quiet", 15*time.Second, "before each measurement, wait up to this long for other processes to leave the CPUs idle")
 	flag.StringVar(&o.role, "role", "", "internal: run as a child reference server (http-ceiling, peer)")

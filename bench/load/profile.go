@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 )
 
@@ -44,8 +45,28 @@ func runProfile(e *env) error {
 	if err := pprof.StartCPUProfile(f); err != nil {
 		return err
 	}
+	if e.o.trace != "" {
+		tf, err := os.Create(e.o.trace)
+		if err != nil {
+			return err
+		}
+		defer tf.Close()
+		if err := trace.Start(tf); err != nil {
+			return err
+		}
+	}
 	cpu := newCPUMeter(0)
-	res, err := e.gen.run(t, e.body, e.o.conns, e.o.duration)
+	var res loadResult
+	genName := e.gen.name()
+	if e.o.profileRate > 0 {
+		genName = fmt.Sprintf("rate-gen @ %.0f/s", e.o.profileRate)
+		res, err = rateGen{self: e.self}.run(t, e.o.conns, e.o.duration, e.o.profileRate)
+	} else {
+		res, err = e.gen.run(t, e.body, e.o.conns, e.o.duration)
+	}
+	if e.o.trace != "" {
+		trace.Stop()
+	}
 	pprof.StopCPUProfile()
 	if err != nil {
 		return err
@@ -55,7 +76,10 @@ func runProfile(e *env) error {
 		return err
 	}
 
-	fmt.Printf("## CPU profile: hookgate in-process under %s load\n\n", e.gen.name())
+	fmt.Printf("## CPU profile: hookgate in-process under %s load\n\n", genName)
+	if res.note != "" {
+		fmt.Printf("(%s)\n\n", res.note)
+	}
 	fmt.Printf("%.0f req/s, p50 %s, p99 %s, p99.9 %s, %d errors; this process (gateway + embedded NATS%s) used %.3f CPU s per 10k requests\n\n",
 		res.rate(), fmtDur(res.p50), fmtDur(res.p99), fmtDur(res.p999), res.errors,
 		map[bool]string{true: " + Go generator", false: ""}[e.gen.name() == "go"], spent/float64(max(1, res.requests))*10000)
