@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -72,10 +73,19 @@ type serveCmd struct {
 func (c *serveCmd) Run(e *env) error {
 	log := newLogger(e.stderr, c.LogFormat, c.LogLevel)
 	if e.getenv("GOGC") == "" {
-		// The heap is small (tens of MiB) and short-lived garbage per request
-		// is steady: collecting at 4x growth instead of 2x halves GC's share
-		// of CPU under load for a few MiB more. GOGC set by the operator wins.
+		// Short-lived garbage per request is steady and the gateway's own
+		// heap is small: collecting at 4x growth instead of 2x halves GC's
+		// share of CPU under load. GOGC set by the operator wins.
 		debug.SetGCPercent(400)
+	}
+	if e.getenv("GOMEMLIMIT") == "" {
+		// 4x growth of a large heap (the embedded broker's duplicate window)
+		// must not outgrow the container: see cgroupMemoryMax.
+		if max, ok := cgroupMemoryMax(os.ReadFile); ok {
+			limit := memoryLimitFor(max)
+			debug.SetMemoryLimit(limit)
+			log.Info("Go memory limit set from the container's", "container_bytes", max, "limit_bytes", limit)
+		}
 	}
 	authRate := c.AuthFailureRate
 	if authRate == 0 {
