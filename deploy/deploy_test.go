@@ -1090,6 +1090,14 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("build step lacks %s", want)
 		}
 	}
+	// The release build uses the repo's CPU profile (PGO): it must exist and
+	// be a pprof profile (gzipped protobuf).
+	m := regexp.MustCompile(`-pgo=(\S+)`).FindStringSubmatch(src)
+	if m == nil {
+		t.Error("build step lacks -pgo=cmd/hookgate/hookgate.pgo")
+	} else if pgo := readFile(t, m[1]); len(pgo) < 1024 || pgo[0] != 0x1f || pgo[1] != 0x8b {
+		t.Errorf("%s is not a gzipped pprof profile (%d bytes)", m[1], len(pgo))
+	}
 	// The build context is the repo root; .dockerignore must keep what the
 	// build needs.
 	ignore := string(readFile(t, ".dockerignore"))
