@@ -25,17 +25,25 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, synced func())
 	// Until this watch has delivered the bucket's state, nothing in memory
 	// is vouched for: a previous watch may have died, or none ran yet.
 	s.Distrust("credential watch starting")
-	// covered is the bucket's last revision read before the current watch
-	// was created: once that watch has delivered its initial state, every
-	// revision up to it is applied or gone from the bucket. Without it, a
-	// bucket whose newest revisions were removed (PurgeDeletes) would look
-	// ahead of the watch forever.
+	// covered is a revision up to which every bucket revision has been
+	// applied or is gone from the bucket. Without it, a bucket whose newest
+	// revisions were removed (PurgeDeletes) would look ahead of the watch
+	// forever. It is credited with pendingCovered, the bucket's last
+	// revision read before the current watch was created, only once that
+	// watch has delivered an entry with nothing pending after it
+	// (Delta 0), or its end-of-initial-state marker before any entry (the
+	// bucket had nothing to deliver). The marker alone is not proof:
+	// nats.go sends it after as many entries as were pending at creation,
+	// and an ordered consumer reset during that delivery replays history,
+	// so the count can be reached early.
 	var covered, pendingCovered uint64
-	watch := func(opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
-		pendingCovered, _ = bucketLastRevision(ctx, kv, s.cfg.StaleAfter/2) // 0 when unknown: no claim
+	delivered := false // the current watch has delivered an entry
+	watch := func(lastRev uint64, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+		pendingCovered, delivered = lastRev, false
 		return kv.WatchAll(ctx, opts...)
 	}
-	w, err := watch()
+	first, _ := bucketLastRevision(ctx, kv, s.cfg.StaleAfter/2) // 0 when unknown: no claim
+	w, err := watch(first)
 	if err != nil {
 		return fmt.Errorf("auth: watch bucket %q: %w", kv.Bucket(), err)
 	}
@@ -67,7 +75,8 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, synced func())
 				s.Distrust("watch behind the bucket")
 				// Do not wait for nats.go to notice (two missed heartbeats):
 				// start a new watch where this one stopped.
-				if nw, werr := watch(jetstream.ResumeFromRevision(s.LastRevision() + 1)); werr == nil {
+				// last was read before this new watch is created.
+				if nw, werr := watch(last, jetstream.ResumeFromRevision(s.LastRevision()+1)); werr == nil {
 					w.Stop()
 					w, catchingUp = nw, true
 				}
@@ -86,10 +95,12 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, synced func())
 				return fmt.Errorf("auth: watch of bucket %q ended", kv.Bucket())
 			}
 			if e == nil {
-				// The watch has delivered everything up to its creation,
-				// so up to covered at least: the next check compares with
-				// a revision read from now on.
-				catchingUp, target, covered = false, 0, pendingCovered
+				// The watch has delivered its initial state: the next
+				// check compares with a revision read from now on.
+				catchingUp, target = false, 0
+				if !delivered {
+					covered = max(covered, pendingCovered)
+				}
 				s.Trust() // current as of the watch's creation; checks keep it honest
 				if !everSynced && synced != nil {
 					synced()
@@ -98,6 +109,11 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, synced func())
 				continue
 			}
 			s.Apply(e.Key(), e.Operation(), e.Value(), e.Revision())
+			if delivered = true; e.Delta() == 0 {
+				// Nothing was left to deliver after this entry, so nothing up
+				// to the revision read before the watch started either.
+				covered = max(covered, pendingCovered)
+			}
 		}
 	}
 }

@@ -518,13 +518,21 @@ func TestMaxConnsPerAddress(t *testing.T) {
 		conns = append(conns, c)
 	}
 	// The third connection from the same address gets the contract's 429
-	// and is closed.
-	hgtest.WaitFor(t, 5*time.Second, func() error {
-		return refusedWith(e.gw.Addr().String(), http.StatusTooManyRequests, "rate_limited")
-	})
-	// The first two still work.
+	// and is closed, whether it waits or sends its request at once (an
+	// unread request must not turn the reply into a connection reset).
 	is := e.issue("acme", auth.KindHits, "")
 	req := "POST /v1/hits/web HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + is.Token + "\r\nContent-Length: 2\r\n\r\n{}"
+	hgtest.WaitFor(t, 5*time.Second, func() error {
+		return refusedWith(e.gw.Addr().String(), "", http.StatusTooManyRequests, "rate_limited")
+	})
+	for _, send := range []string{req, req + strings.Repeat(" ", 200<<10)} {
+		for range 20 {
+			if err := refusedWith(e.gw.Addr().String(), send, http.StatusTooManyRequests, "rate_limited"); err != nil {
+				t.Fatalf("sending %d bytes at once: %v", len(send), err)
+			}
+		}
+	}
+	// The first two still work.
 	for _, c := range conns {
 		c.Write([]byte(req))
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -554,19 +562,24 @@ func TestMaxConnsInAll(t *testing.T) {
 		defer c.Close()
 	}
 	hgtest.WaitFor(t, 5*time.Second, func() error {
-		return refusedWith(e.gw.Addr().String(), http.StatusServiceUnavailable, "unavailable")
+		return refusedWith(e.gw.Addr().String(), "", http.StatusServiceUnavailable, "unavailable")
 	})
 }
 
-// refusedWith dials addr and expects, without sending anything, the
+// refusedWith dials addr, sends send (maybe nothing), and expects the
 // contract's JSON refusal with Retry-After and then the end of the
 // connection.
-func refusedWith(addr string, status int, code string) error {
+func refusedWith(addr, send string, status int, code string) error {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if send != "" {
+		// Written while the reply may already be on its way, as a client
+		// uploading a body would; a write error after the refusal is fine.
+		go c.Write([]byte(send))
+	}
 	c.SetReadDeadline(time.Now().Add(2 * time.Second))
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)

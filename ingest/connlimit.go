@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -40,7 +41,7 @@ func LimitConns(ln net.Listener, cfg ConnLimits) net.Listener {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &limitedListener{Listener: ln, cfg: cfg, open: map[netip.Addr]int{}}
+	return &limitedListener{Listener: ln, cfg: cfg, open: map[netip.Addr]int{}, lingering: make(chan struct{}, maxLingering)}
 }
 
 var (
@@ -63,7 +64,8 @@ type limitedListener struct {
 	total int
 	open  map[netip.Addr]int
 
-	lastLog atomic.Int64 // unix nanos of the last refusal logged
+	lastLog   atomic.Int64  // unix nanos of the last refusal logged
+	lingering chan struct{} // refused connections draining before close
 }
 
 func (l *limitedListener) Accept() (net.Conn, error) {
@@ -114,8 +116,10 @@ func (l *limitedListener) refuse(c net.Conn, addr netip.Addr, status int, reply 
 		// the deadline only guards the accept loop against the unexpected.
 		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 		_, _ = c.Write(reply)
+		l.lingerClose(c)
+	} else {
+		_ = c.Close()
 	}
-	_ = c.Close()
 	if l.cfg.Refused != nil {
 		l.cfg.Refused(status)
 	}
@@ -131,14 +135,45 @@ func (l *limitedListener) refuse(c net.Conn, addr netip.Addr, status int, reply 
 	}
 }
 
+// lingerClose ends a refused connection without losing the reply: closing
+// a socket with the client's request still unread makes Linux send a reset,
+// and a client still writing its body would see "connection reset" instead
+// of the 429. So: send FIN, read and drop what comes for at most half a
+// second, then close. At most maxLingering refusals linger at once; past
+// that, connections are closed at once (a flood must not grow goroutines).
+func (l *limitedListener) lingerClose(c net.Conn) {
+	cw, ok := c.(interface{ CloseWrite() error })
+	if !ok {
+		_ = c.Close()
+		return
+	}
+	select {
+	case l.lingering <- struct{}{}:
+	default:
+		_ = c.Close()
+		return
+	}
+	go func() {
+		defer func() { <-l.lingering }()
+		_ = cw.CloseWrite()
+		_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		_, _ = io.Copy(io.Discard, io.LimitReader(c, 1<<20))
+		_ = c.Close()
+	}()
+}
+
+const maxLingering = 256
+
 // connAddress is the address a connection counts against: IPv4, or the
 // IPv6 /64 (one host usually holds a whole /64).
 func connAddress(a net.Addr) netip.Addr {
 	var addr netip.Addr
-	if ta, ok := a.(*net.TCPAddr); ok {
+	if ta, ok := a.(*net.TCPAddr); ok && ta != nil {
 		addr = ta.AddrPort().Addr()
-	} else if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		addr = ap.Addr()
+	} else if a != nil {
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+			addr = ap.Addr()
+		}
 	}
 	addr = addr.Unmap()
 	if addr.Is6() {

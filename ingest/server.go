@@ -48,9 +48,11 @@ func NewServer(cfg ServerConfig, h *Handler) *fasthttp.Server {
 		ErrorHandler: h.serveError,
 		Name:         "hookgate",
 		// The listener caps connections per address and in all with the
-		// contract's JSON replies (LimitConns); Concurrency stays as a
-		// backstop at the same total, MaxConnsPerIP is left to the listener.
-		Concurrency:                   cfg.MaxConns,
+		// contract's JSON replies (LimitConns). Concurrency is only a
+		// backstop, with headroom: fasthttp frees a connection's slot in the
+		// listener before its worker is free again, and a new connection
+		// arriving in between must not meet fasthttp's plain-text 503.
+		Concurrency:                   2 * cfg.MaxConns,
 		ReadBufferSize:                cfg.MaxHeaderSize,
 		WriteBufferSize:               4096,
 		ReadTimeout:                   cfg.ReadTimeout,

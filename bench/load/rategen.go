@@ -201,6 +201,7 @@ func (l *rateLoop) run(req []byte, rate float64, d time.Duration) rateGenResult 
 		n, err := epollWaitRaw(l.ep, events, 0)
 		if err != nil && err != unix.EINTR {
 			r.Errors++
+			r.Missed += total - next + int64(inflight)
 			break
 		}
 		for _, ev := range events[:max(n, 0)] {
@@ -272,15 +273,13 @@ func (l *rateLoop) run(req []byte, rate float64, d time.Duration) rateGenResult 
 	return r
 }
 
+// reconnect replaces c's socket and puts c on the idle list once: an idle
+// connection the server closed (its idle timeout) is already there.
 func (l *rateLoop) reconnect(c *rateConn) {
 	c.busy = false
-	for i, x := range l.conns {
-		if x == c {
-			if l.dial(i) == nil {
-				l.idle = append(l.idle, c)
-			}
-			return
-		}
+	l.idle = slices.DeleteFunc(l.idle, func(x *rateConn) bool { return x == c })
+	if i := slices.Index(l.conns, c); i >= 0 && l.dial(i) == nil {
+		l.idle = append(l.idle, c)
 	}
 }
 

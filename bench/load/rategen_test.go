@@ -1,8 +1,10 @@
 package main
 
 import (
+	"io"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,3 +66,55 @@ func TestReadReplyCountsNon2xx(t *testing.T) {
 		t.Fatalf("want 100 replies, all counted as errors: %+v", r)
 	}
 }
+
+// Idle connections the server closes (its idle timeout) are reopened once:
+// every scheduled request is still answered, none is counted twice.
+func TestRateLoopSurvivesIdleTimeouts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var closedIdle atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			// A minimal keep-alive server: one fixed-size request at a time,
+			// and a connection idle for 20ms is closed.
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				for {
+					_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+					if _, err := io.ReadFull(c, buf[:len(idleReq)]); err != nil {
+						closedIdle.Add(1)
+						return
+					}
+					if _, err := c.Write([]byte("HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}")); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	l, err := newRateLoop(netip.MustParseAddrPort(ln.Addr().String()), 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
+	r := l.run([]byte(idleReq), 100, 600*time.Millisecond)
+	if r.Requests != 60 || r.OK2xx != 60 || r.Errors != 0 || r.Missed != 0 {
+		t.Fatalf("want 60 answered requests, no errors: %+v", r)
+	}
+	if closedIdle.Load() == 0 {
+		t.Fatal("the server closed no idle connection: the test tests nothing")
+	}
+	if len(l.idle) != len(l.conns) {
+		t.Fatalf("%d connections on the idle list, want %d (after %d idle closes)", len(l.idle), len(l.conns), closedIdle.Load())
+	}
+}
+
+const idleReq = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"

@@ -81,10 +81,10 @@ func (c *serveCmd) Run(e *env) error {
 	if e.getenv("GOMEMLIMIT") == "" {
 		// 4x growth of a large heap (the embedded broker's duplicate window)
 		// must not outgrow the container: see cgroupMemoryMax.
-		if max, ok := cgroupMemoryMax(os.ReadFile); ok {
-			limit := memoryLimitFor(max)
+		if containerMax, ok := cgroupMemoryMax(os.ReadFile); ok {
+			limit := memoryLimitFor(containerMax)
 			debug.SetMemoryLimit(limit)
-			log.Info("Go memory limit set from the container's", "container_bytes", max, "limit_bytes", limit)
+			log.Info("Go memory limit set from the container's", "container_bytes", containerMax, "limit_bytes", limit)
 		}
 	}
 	authRate := c.AuthFailureRate
