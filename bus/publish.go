@@ -46,8 +46,8 @@ type Publisher struct {
 	waiting map[uint64]*waiter
 	nextID  atomic.Uint64
 
-	reconnMu    sync.Mutex
-	reconnected chan struct{} // closed and replaced at each reconnect
+	reconnMu    sync.Mutex                    // serializes Reconnected
+	reconnected atomic.Pointer[chan struct{}] // closed and replaced at each reconnect
 
 	waiters sync.Pool
 	parser  fastjson.Parser // used only by the ack goroutine
@@ -73,11 +73,12 @@ var errNoResponders = errors.New("bus: no stream responded")
 func NewPublisher(nc *nats.Conn, timeout time.Duration) (*Publisher, error) {
 	p := &Publisher{
 		nc: nc, timeout: timeout,
-		resend:      max(timeout/3, 500*time.Millisecond),
-		inbox:       nc.NewInbox() + ".",
-		waiting:     make(map[uint64]*waiter),
-		reconnected: make(chan struct{}),
+		resend:  max(timeout/3, 500*time.Millisecond),
+		inbox:   nc.NewInbox() + ".",
+		waiting: make(map[uint64]*waiter),
 	}
+	first := make(chan struct{})
+	p.reconnected.Store(&first)
 	p.waiters.New = func() any {
 		t := time.NewTimer(time.Hour)
 		t.Stop()
@@ -101,16 +102,14 @@ func NewPublisher(nc *nats.Conn, timeout time.Duration) (*Publisher, error) {
 // reconnect handler calls it.
 func (p *Publisher) Reconnected() {
 	p.reconnMu.Lock()
-	close(p.reconnected)
-	p.reconnected = make(chan struct{})
-	p.reconnMu.Unlock()
+	defer p.reconnMu.Unlock()
+	next := make(chan struct{})
+	close(*p.reconnected.Swap(&next))
 }
 
-func (p *Publisher) reconnectSignal() <-chan struct{} {
-	p.reconnMu.Lock()
-	defer p.reconnMu.Unlock()
-	return p.reconnected
-}
+// reconnectSignal is read on every publish: an atomic load, not a lock that
+// all requests would queue on.
+func (p *Publisher) reconnectSignal() <-chan struct{} { return *p.reconnected.Load() }
 
 // Connected reports whether the connection is up.
 func (p *Publisher) Connected() bool { return p.nc.Status() == nats.CONNECTED }
@@ -133,14 +132,14 @@ func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
 
 	var subj [128]byte
 	for attempt := 1; ; attempt++ {
-		if !p.Connected() {
-			return Ack{}, ErrDisconnected
-		}
+		// No status check first: Status takes the connection's lock, which
+		// nats.go's flusher holds while it writes, and PublishMsg fails at
+		// once anyway while disconnected (publishes are never buffered).
 		reconnected := p.reconnectSignal()
 		r := strconv.AppendUint(append(subj[:0], p.inbox...), id, 10)
 		msg.Reply = string(strconv.AppendInt(append(r, '.'), int64(attempt), 10))
 		if err := p.nc.PublishMsg(msg); err != nil {
-			if !p.Connected() || errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrConnectionClosed) {
+			if !p.Connected() || errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) {
 				return Ack{}, ErrDisconnected
 			}
 			return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, err)

@@ -44,6 +44,7 @@ type options struct {
 	cpuprofile    string
 	memprofile    string
 	trace         string
+	warmup        time.Duration
 	profileRate   float64
 	maxConnsPerIP int
 	quiet         time.Duration
@@ -68,6 +69,7 @@ func main() {
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "instead: run the gateway in-process under load and write a CPU profile here")
 	flag.StringVar(&o.memprofile, "memprofile", "", "with -cpuprofile: allocation profile file (default <cpuprofile>.allocs)")
 	flag.StringVar(&o.trace, "trace", "", "with -cpuprofile: also write a runtime execution trace here (go tool trace)")
+	flag.DurationVar(&o.warmup, "warmup", 0, "with -cpuprofile: first drive the gateway closed loop for this long, unprofiled (as the peak row before the half-peak row)")
 	flag.Float64Var(&o.profileRate, "profile-rate", 0, "with -cpuprofile: drive the gateway at this fixed rate with rate-gen instead of the closed loop")
 	flag.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 20000, "hookgate --max-conns-per-ip (every connection comes from loopback)")
 	flag.DurationVar(&o.quiet, "quiet", 15*time.Second, "before each measurement, wait up to this long for other processes to leave the CPUs idle")

@@ -29,6 +29,13 @@ func runProfile(e *env) error {
 	if e.o.quiet > 0 && !waitQuiet(e.o.quiet) {
 		fmt.Fprintf(os.Stderr, "(other processes still busy after %s; profiling anyway)\n", e.o.quiet)
 	}
+	if e.o.warmup > 0 {
+		// State a measurement after the peak row meets: a full duplicate
+		// window, a grown heap.
+		if _, err := e.gen.run(t, e.body, e.o.conns, e.o.warmup); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
 	memprofile := e.o.memprofile
 	if memprofile == "" {
 		memprofile = e.o.cpuprofile + ".allocs"
