@@ -9,6 +9,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// NextRevision returns the first revision at or after from that the bucket
+// still holds, 0 if none, as the bucket stream's leader sees it (not a
+// replica that may lag). bus.KVNextRevision implements it.
+type NextRevision func(ctx context.Context, from uint64) (uint64, error)
+
 // Watch applies every event of the bucket to the store until ctx ends. synced
 // is called once, when the watch has first delivered the bucket's current
 // state.
@@ -21,39 +26,27 @@ import (
 // the new watch has caught up, the store is trusted again. A delete is thus
 // never served from memory for longer than about StaleAfter plus a round trip,
 // whatever happens to the watch.
-func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, synced func()) error {
+//
+// Revisions removed from the bucket (PurgeDeletes) can never be delivered:
+// when the watch looks behind, next asks the stream's leader whether any
+// revision is left between the last one applied and the bucket's last; if
+// none is, the watch is current. (nil next: no such check.)
+func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, next NextRevision, synced func()) error {
 	// Until this watch has delivered the bucket's state, nothing in memory
 	// is vouched for: a previous watch may have died, or none ran yet.
 	s.Distrust("credential watch starting")
-	// covered is a revision up to which every bucket revision has been
-	// applied or is gone from the bucket. Without it, a bucket whose newest
-	// revisions were removed (PurgeDeletes) would look ahead of the watch
-	// forever. It is credited with pendingCovered, the bucket's last
-	// revision read before the current watch was created, only once that
-	// watch has delivered an entry with nothing pending after it
-	// (Delta 0), or its end-of-initial-state marker before any entry (the
-	// bucket had nothing to deliver). The marker alone is not proof:
-	// nats.go sends it after as many entries as were pending at creation,
-	// and an ordered consumer reset during that delivery replays history,
-	// so the count can be reached early.
-	var covered, pendingCovered uint64
-	delivered := false // the current watch has delivered an entry
-	watch := func(lastRev uint64, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
-		pendingCovered, delivered = lastRev, false
-		return kv.WatchAll(ctx, opts...)
-	}
-	first, _ := bucketLastRevision(ctx, kv, s.cfg.StaleAfter/2) // 0 when unknown: no claim
-	w, err := watch(first)
+	w, err := kv.WatchAll(ctx)
 	if err != nil {
 		return fmt.Errorf("auth: watch bucket %q: %w", kv.Bucket(), err)
 	}
-	defer func() { w.Stop() }()
+	defer func() { stopWatch(w) }()
 
 	prune := time.NewTicker(10 * time.Second)
 	defer prune.Stop()
 	check := time.NewTicker(s.cfg.StaleAfter / 2)
 	defer check.Stop()
 	var target uint64  // the bucket's last revision at the previous check
+	var applied uint64 // the highest revision this call applied
 	catchingUp := true // until the watch's initial state is delivered
 	everSynced := false
 	for {
@@ -67,7 +60,11 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, synced func())
 				continue
 			}
 			last, err := bucketLastRevision(ctx, kv, s.cfg.StaleAfter/2)
-			caughtUp := max(s.LastRevision(), covered) >= target
+			caughtUp := applied >= target
+			if !caughtUp && err == nil && next != nil {
+				rev, nerr := nextRevision(ctx, next, applied+1, s.cfg.StaleAfter/2)
+				caughtUp = nerr == nil && (rev == 0 || rev > target) // nothing left up to target
+			}
 			switch {
 			case err != nil:
 				s.Distrust("bucket status: " + err.Error())
@@ -75,9 +72,8 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, synced func())
 				s.Distrust("watch behind the bucket")
 				// Do not wait for nats.go to notice (two missed heartbeats):
 				// start a new watch where this one stopped.
-				// last was read before this new watch is created.
-				if nw, werr := watch(last, jetstream.ResumeFromRevision(s.LastRevision()+1)); werr == nil {
-					w.Stop()
+				if nw, werr := kv.WatchAll(ctx, jetstream.ResumeFromRevision(applied+1)); werr == nil {
+					stopWatch(w)
 					w, catchingUp = nw, true
 				}
 			case !s.Trusted():
@@ -95,12 +91,9 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, synced func())
 				return fmt.Errorf("auth: watch of bucket %q ended", kv.Bucket())
 			}
 			if e == nil {
-				// The watch has delivered its initial state: the next
-				// check compares with a revision read from now on.
+				// The watch has delivered everything up to its creation:
+				// the next check compares with a revision read from now on.
 				catchingUp, target = false, 0
-				if !delivered {
-					covered = max(covered, pendingCovered)
-				}
 				s.Trust() // current as of the watch's creation; checks keep it honest
 				if !everSynced && synced != nil {
 					synced()
@@ -108,14 +101,46 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, synced func())
 				everSynced = true
 				continue
 			}
-			s.Apply(e.Key(), e.Operation(), e.Value(), e.Revision())
-			if delivered = true; e.Delta() == 0 {
-				// Nothing was left to deliver after this entry, so nothing up
-				// to the revision read before the watch started either.
-				covered = max(covered, pendingCovered)
+			if e.Revision() <= applied {
+				// A replay: nats.go restarts an ordered consumer that missed
+				// heartbeats from the last sequence it delivered, or from the
+				// bucket's first one if it had delivered none. Revisions are
+				// delivered in order, so everything up to the last applied
+				// one is applied or replaced already; applying an old put
+				// again would bring back a token until its delete came round.
+				// (Counted per call: a bucket made anew starts again at 1.)
+				continue
 			}
+			s.Apply(e.Key(), e.Operation(), e.Value(), e.Revision())
+			applied = e.Revision()
 		}
 	}
+}
+
+// stopWatch stops w and drains what it had queued: nats.go's callback may be
+// blocked on the updates channel, holding the lock that the subscription's
+// close handler needs to close that channel.
+func stopWatch(w jetstream.KeyWatcher) {
+	_ = w.Stop()
+	go func(c <-chan jetstream.KeyValueEntry) {
+		limit := time.After(time.Minute)
+		for {
+			select {
+			case _, ok := <-c:
+				if !ok {
+					return
+				}
+			case <-limit:
+				return
+			}
+		}
+	}(w.Updates())
+}
+
+func nextRevision(ctx context.Context, next NextRevision, from uint64, timeout time.Duration) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return next(ctx, from)
 }
 
 func bucketLastRevision(ctx context.Context, kv jetstream.KeyValue, timeout time.Duration) (uint64, error) {

@@ -2,6 +2,8 @@ package auth_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -51,7 +53,10 @@ func TestWatchTrustsABucketWhoseLastRevisionsWerePurged(t *testing.T) {
 	synced := make(chan struct{})
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- s.Watch(watchCtx, kv, func() { close(synced) }) }()
+	nc, _ := hgtest.Connect(t, srv.ClientURL())
+	go func() {
+		done <- s.Watch(watchCtx, kv, bus.KVNextRevision(nc, "tokens-purged"), func() { close(synced) })
+	}()
 	defer func() {
 		stopWatch()
 		if err := <-done; err != nil {
@@ -80,5 +85,62 @@ func TestWatchTrustsABucketWhoseLastRevisionsWerePurged(t *testing.T) {
 	}
 	if _, err := s.Lookup(ctx, gone); err == nil {
 		t.Fatal("purged token is valid")
+	}
+}
+
+// scriptedKV is a bucket whose watch delivers a fixed script of events, as
+// nats.go's watcher would, including the replays of an ordered consumer
+// that was reset.
+type scriptedKV struct {
+	jetstream.KeyValue // only Bucket and WatchAll are used
+	events             chan jetstream.KeyValueEntry
+}
+
+func (kv *scriptedKV) Bucket() string { return "scripted" }
+func (kv *scriptedKV) WatchAll(context.Context, ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	return scriptedWatcher{kv.events}, nil
+}
+
+type scriptedWatcher struct{ c chan jetstream.KeyValueEntry }
+
+func (w scriptedWatcher) Updates() <-chan jetstream.KeyValueEntry { return w.c }
+func (w scriptedWatcher) Stop() error                             { return nil }
+
+// A replayed old put (an ordered consumer restarted from an earlier
+// sequence) must not bring back a token whose delete was already applied.
+func TestWatchIgnoresReplayedRevisions(t *testing.T) {
+	h := auth.HashToken([]byte("platform-token-replayed"))
+	key := auth.TokenKey(h)
+	src := &countingSource{} // the bucket: the token is gone
+	s, err := auth.NewStore(src, nil, auth.StoreConfig{StaleAfter: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	kv := &scriptedKV{events: make(chan jetstream.KeyValueEntry, 8)}
+	kv.events <- entry{key: key, value: credJSON(t, "c-replayed", nil), rev: 1, op: jetstream.KeyValuePut}
+	kv.events <- nil // end of the initial state
+	kv.events <- entry{key: key, rev: 2, op: jetstream.KeyValueDelete}
+	kv.events <- entry{key: key, value: credJSON(t, "c-replayed", nil), rev: 1, op: jetstream.KeyValuePut} // replay
+	kv.events <- entry{key: auth.TokenKey(auth.HashToken([]byte("platform-token-marker"))), rev: 3, op: jetstream.KeyValueDelete}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Watch(ctx, kv, nil, nil) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	hgtest.WaitFor(t, 5*time.Second, func() error {
+		if s.LastRevision() < 3 {
+			return fmt.Errorf("watch applied up to %d", s.LastRevision())
+		}
+		return nil
+	})
+	if !s.Trusted() {
+		t.Fatal("store not trusted: the test would not look at the cache")
+	}
+	if _, err := s.Lookup(context.Background(), h); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("revoked token after a replayed put: %v, want ErrInvalidToken", err)
 	}
 }

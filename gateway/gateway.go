@@ -414,7 +414,7 @@ func (g *Gateway) bootstrap(ctx context.Context) error {
 	g.kv.Store(&kv)
 	g.setup.Store(true)
 	for {
-		err := g.store.Watch(ctx, kv, func() {
+		err := g.store.Watch(ctx, kv, bus.KVNextRevision(g.nc, g.cfg.TokensBucket), func() {
 			g.synced.Store(true)
 			g.log.Info("credential watch synced", "bucket", g.cfg.TokensBucket)
 		})
