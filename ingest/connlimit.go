@@ -22,8 +22,8 @@ import (
 // written (the client has not finished its handshake) and the connection
 // is just closed, as fasthttp does.
 type ConnLimits struct {
-	PerAddress int  // default 1024
-	Total      int  // default 65536
+	PerAddress int  // default DefaultMaxConnsPerIP
+	Total      int  // default DefaultMaxConns
 	Plain      bool // the listener speaks plain HTTP: refusals get a reply
 	// Refused is called for each refused connection with the status sent.
 	Refused func(status int)
@@ -33,10 +33,10 @@ type ConnLimits struct {
 // LimitConns wraps ln so that Accept refuses connections over the limits.
 func LimitConns(ln net.Listener, cfg ConnLimits) net.Listener {
 	if cfg.PerAddress <= 0 {
-		cfg.PerAddress = 1024
+		cfg.PerAddress = DefaultMaxConnsPerIP
 	}
 	if cfg.Total <= 0 {
-		cfg.Total = 65536
+		cfg.Total = DefaultMaxConns
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -164,8 +164,7 @@ func (l *limitedListener) lingerClose(c net.Conn) {
 
 const maxLingering = 256
 
-// connAddress is the address a connection counts against: IPv4, or the
-// IPv6 /64 (one host usually holds a whole /64).
+// connAddress is the address a connection counts against (clientKey).
 func connAddress(a net.Addr) netip.Addr {
 	var addr netip.Addr
 	if ta, ok := a.(*net.TCPAddr); ok && ta != nil {
@@ -175,13 +174,7 @@ func connAddress(a net.Addr) netip.Addr {
 			addr = ap.Addr()
 		}
 	}
-	addr = addr.Unmap()
-	if addr.Is6() {
-		if p, err := addr.Prefix(64); err == nil {
-			return p.Addr()
-		}
-	}
-	return addr
+	return clientKey(addr)
 }
 
 type limitedConn struct {

@@ -487,10 +487,15 @@ func idempotencyKey(hdr *fasthttp.RequestHeader) (key []byte, ok bool) {
 
 func equalFoldHeader(a, b []byte) bool { return len(a) == len(b) && bytes.EqualFold(a, b) }
 
-// remoteAddr is the client address that refused-token budgets are kept by:
-// the IPv4 address, or the IPv6 /64 (one host usually holds a whole /64).
+// remoteAddr is the client address that refused-token budgets are kept by.
 func remoteAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	addr, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	return clientKey(addr)
+}
+
+// clientKey is what per-client budgets and connection caps count against:
+// the IPv4 address, or the IPv6 /64 (one host usually holds a whole /64).
+func clientKey(addr netip.Addr) netip.Addr {
 	addr = addr.Unmap()
 	if addr.Is6() {
 		if p, err := addr.Prefix(64); err == nil {

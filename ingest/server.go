@@ -17,9 +17,15 @@ type ServerConfig struct {
 	WriteTimeout  time.Duration // whole reply; default 10s
 	IdleTimeout   time.Duration // keep-alive; default 120s
 	MaxHeaderSize int           // bytes; default 16 KiB
-	MaxConnsPerIP int           // default 1024
-	MaxConns      int           // default 65536
+	MaxConnsPerIP int           // default DefaultMaxConnsPerIP; enforced by LimitConns
+	MaxConns      int           // default DefaultMaxConns; enforced by LimitConns
 }
+
+// Connection caps of a public listener, per client address and in all.
+const (
+	DefaultMaxConnsPerIP = 1024
+	DefaultMaxConns      = 65536
+)
 
 // NewServer returns the fasthttp server for h with the configured limits.
 // fasthttp refuses an over-limit body or malformed request itself; its
@@ -37,11 +43,8 @@ func NewServer(cfg ServerConfig, h *Handler) *fasthttp.Server {
 	if cfg.MaxHeaderSize <= 0 {
 		cfg.MaxHeaderSize = 16 << 10
 	}
-	if cfg.MaxConnsPerIP <= 0 {
-		cfg.MaxConnsPerIP = 1024
-	}
 	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = 65536
+		cfg.MaxConns = DefaultMaxConns
 	}
 	return &fasthttp.Server{
 		Handler:      h.Serve,
