@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -350,7 +349,7 @@ func scopedMsgID(org, app string, kind auth.Kind, key []byte) string {
 	var buf [3*64 + 8 + 200]byte
 	b := append(append(append(append(append(append(append(buf[:0],
 		org...), 0), app...), 0), kind...), 0), key...)
-	sum := sha256.Sum256(b)
+	sum := auth.Sum256(b)
 	var id [2 + 32]byte
 	copy(id[:], "k-")
 	hex.Encode(id[2:], sum[:16])
