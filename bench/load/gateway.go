@@ -112,7 +112,8 @@ type hookgate struct {
 	addr       string
 	metricsURL string
 	natsURL    string
-	pid        int // 0: this process
+	pid        int    // 0: this process
+	proc       *child // nil: this process
 	stop       func()
 }
 
@@ -160,7 +161,7 @@ func startServe(bin string, extra ...string) (*hookgate, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &hookgate{addr: listen, metricsURL: "http://" + metricsListen, natsURL: natsURL, pid: c.pid(), stop: c.stop}
+	g := &hookgate{addr: listen, metricsURL: "http://" + metricsListen, natsURL: natsURL, pid: c.pid(), proc: c, stop: c.stop}
 	if err := g.waitReady(30 * time.Second); err != nil {
 		c.stop()
 		return nil, fmt.Errorf("%w: %s", err, c.lastLines())

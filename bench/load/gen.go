@@ -41,6 +41,7 @@ type loadResult struct {
 	max      time.Duration
 	genCPU   float64 // CPU seconds the load generator spent
 	missed   int64   // fixed rate: scheduled requests never sent in time
+	slow     []span  // fixed rate: requests over slowAfter
 	note     string
 }
 

@@ -51,7 +51,7 @@ type options struct {
 
 	// Child roles (internal).
 	role, listen, natsURL, token, stream, prefix string
-	genTarget, genPath                           string
+	genTarget, genPath, genSlowLog               string
 	genRate                                      float64
 }
 
@@ -82,6 +82,7 @@ func main() {
 	flag.StringVar(&o.genTarget, "target", "", "internal: rate-gen target host:port")
 	flag.StringVar(&o.genPath, "path", hitsPath, "internal: rate-gen request path")
 	flag.Float64Var(&o.genRate, "rate", 0, "internal: rate-gen requests per second")
+	flag.StringVar(&o.genSlowLog, "slow-log", "", "internal: rate-gen writes each request over 5ms here")
 	flag.Parse()
 
 	var err error
@@ -89,7 +90,7 @@ func main() {
 	case o.role == "http-ceiling":
 		err = roleHTTPCeiling(o.listen)
 	case o.role == "rate-gen":
-		err = runRateGenChild(o.genTarget, o.genPath, o.token, o.genRate, o.conns, o.duration)
+		err = runRateGenChild(o.genTarget, o.genPath, o.token, o.genRate, o.conns, o.duration, o.genSlowLog)
 	case o.role == "peer":
 		err = rolePeer(o.listen, o.natsURL, o.token, o.stream, o.prefix)
 	case o.role != "":

@@ -27,6 +27,7 @@ type child struct {
 
 	mu   sync.Mutex
 	tail []string
+	gcs  []gcCycle // from its gctrace lines
 	done chan struct{}
 }
 
@@ -35,6 +36,7 @@ type child struct {
 func startChild(name, bin string, args []string, timeout time.Duration, ready func(line string) (string, bool)) (*child, string, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Env = withGCTrace(os.Environ())
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, "", err
@@ -56,6 +58,12 @@ func startChild(name, bin string, args []string, timeout time.Duration, ready fu
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
+			if g, ok := parseGCLine(line, time.Now()); ok {
+				c.mu.Lock()
+				c.gcs = append(c.gcs, g)
+				c.mu.Unlock()
+				continue
+			}
 			c.mu.Lock()
 			c.tail = append(c.tail, line)
 			if len(c.tail) > 20 {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -51,7 +52,7 @@ type rateGenResult struct {
 }
 
 // runRateGenChild is the child side: drive addr at rate for d and print the result.
-func runRateGenChild(addr, path, token string, rate float64, conns int, d time.Duration) error {
+func runRateGenChild(addr, path, token string, rate float64, conns int, d time.Duration, slowLog string) error {
 	if rate <= 0 || conns < 1 || d <= 0 {
 		return fmt.Errorf("rate-gen: want -rate > 0, -conns >= 1, -duration > 0")
 	}
@@ -73,6 +74,11 @@ func runRateGenChild(addr, path, token string, rate float64, conns int, d time.D
 	defer l.close()
 	r := l.run(req, rate, d)
 	r.CPU = cpu.delta()
+	if slowLog != "" {
+		if err := writeSlowLog(slowLog, l.start, l.slow); err != nil {
+			return fmt.Errorf("rate-gen: %w", err)
+		}
+	}
 	js, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -98,6 +104,9 @@ type rateLoop struct {
 	timer int
 	conns []*rateConn
 	idle  []*rateConn
+
+	start time.Time          // of the last run
+	slow  [][2]time.Duration // of the last run: due time and latency of each request over slowAfter
 }
 
 // rateTick is how often the loop wakes: it sends every request due before
@@ -187,6 +196,7 @@ func (l *rateLoop) run(req []byte, rate float64, d time.Duration) rateGenResult 
 	events := make([]unix.EpollEvent, len(l.conns))
 	inflight := 0
 	start := time.Now()
+	l.start, l.slow = start, l.slow[:0]
 	giveUp := d + 5*time.Second
 	ts := unix.NsecToTimespec(int64(rateTick))
 	if err := unix.TimerfdSettime(l.timer, 0, &unix.ItimerSpec{Value: ts, Interval: ts}, nil); err != nil {
@@ -225,6 +235,9 @@ func (l *rateLoop) run(req []byte, rate float64, d time.Duration) rateGenResult 
 			// never less than the reply took, and a request that waited for a
 			// free connection or for the loop counts its wait.
 			lat = append(lat, int64(end-min(c.due, c.sent)))
+			if end-min(c.due, c.sent) > slowAfter {
+				l.slow = append(l.slow, [2]time.Duration{c.due, end - min(c.due, c.sent)})
+			}
 			send = append(send, int64(end-c.sent))
 			late = append(late, int64(max(0, c.sent-c.due)))
 			if code >= 200 && code < 300 {
@@ -370,8 +383,15 @@ func (c *rateConn) readReply() (code int, done bool, err error) {
 type rateGen struct{ self string }
 
 func (g rateGen) run(t target, conns int, d time.Duration, rate float64) (loadResult, error) {
+	slowLog, err := os.CreateTemp("", "rate-gen-slow-")
+	if err != nil {
+		return loadResult{}, err
+	}
+	slowLog.Close()
+	defer os.Remove(slowLog.Name())
 	args := []string{"-role", "rate-gen", "-target", t.addr, "-path", t.path, "-token", t.token,
-		"-rate", strconv.FormatFloat(rate, 'f', 1, 64), "-conns", strconv.Itoa(conns), "-duration", d.String()}
+		"-rate", strconv.FormatFloat(rate, 'f', 1, 64), "-conns", strconv.Itoa(conns), "-duration", d.String(),
+		"-slow-log", slowLog.Name()}
 	c, line, err := startChild("rate-gen", g.self, args, d+30*time.Second, func(l string) (string, bool) { return cutPrefix(l, "result ") })
 	if err != nil {
 		return loadResult{}, err
@@ -385,6 +405,9 @@ func (g rateGen) run(t target, conns int, d time.Duration, rate float64) (loadRe
 		requests: r.Requests, ok2xx: r.OK2xx, errors: r.Errors, missed: r.Missed,
 		elapsed: time.Duration(r.Elapsed), genCPU: r.CPU,
 		p50: time.Duration(r.P50), p99: time.Duration(r.P99), p999: time.Duration(r.P999), max: time.Duration(r.Max),
+	}
+	if res.slow, err = readSlowLog(slowLog.Name()); err != nil {
+		return loadResult{}, err
 	}
 	res.note = fmt.Sprintf("p99 from the actual send %s; sent late by %s at p99; generator woke late by %s at p99; %d ticks found every connection busy",
 		fmtDur(time.Duration(r.SendP99)), fmtDur(time.Duration(r.LateP99)), fmtDur(time.Duration(r.WakeP99)), r.NoConn)

@@ -284,7 +284,18 @@ func measureHookgate(e *env, g *hookgate, b *broker, t target, d time.Duration, 
 	)
 	if rate > 0 {
 		name, gen = rowHGHalf, fmt.Sprintf("rate-gen @ %.0f/s", rate)
+		from := time.Now()
 		res, err = rateGen{self: e.self}.run(t, conns, d, rate)
+		procs := map[string]*child{}
+		if g.proc != nil {
+			procs["gateway"] = g.proc
+		}
+		if b.pid != 0 && b.c != nil {
+			procs["broker"] = b.c
+		}
+		if err == nil && len(procs) > 0 {
+			res.note = joinNote(res.note, gcNote(res.slow, from, time.Now(), procs))
+		}
 	} else {
 		res, err = e.gen.run(t, e.body, conns, d)
 	}
