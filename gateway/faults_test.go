@@ -196,6 +196,40 @@ func TestBrokerOutageUnderLoad(t *testing.T) {
 	}
 }
 
+// While NATS is down a webhook gets 503 at once, counted as a publish failure
+// for the disconnection: the cache is distrusted meanwhile, so it fails at the
+// token read, before any publish.
+func TestWebhookWhileDisconnectedCountsAsDisconnected(t *testing.T) {
+	srv := hgtest.RunNATS(t)
+	gw := hgtest.StartGateway(t, srv.ClientURL(), nil)
+	reg := hgtest.Registry(t, srv.ClientURL(), "")
+	is := hgtest.Issue(t, reg, auth.IssueRequest{Org: "acme", Kind: auth.KindHits, Name: "down"})
+	if code, body, _ := hgtest.Post(t, gw.URL+"/v1/hits/web", is.Token, []byte(`{}`), nil); code != 202 {
+		t.Fatalf("before the outage: %d %s", code, body)
+	}
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	hgtest.WaitFor(t, 5*time.Second, func() error {
+		if gw.ReadyErr() == nil {
+			return fmt.Errorf("/readyz still 200 with NATS down")
+		}
+		return nil
+	})
+	series := `hookgate_publish_failures_total{reason="disconnected"}`
+	before := metricValue(t, gw.MetricsURL, series)
+	start := time.Now()
+	code, body, h := hgtest.Post(t, gw.URL+"/v1/hits/web", is.Token, []byte(`{}`), nil)
+	if code != 503 || !strings.Contains(string(body), `"unavailable"`) || h.Get("Retry-After") == "" {
+		t.Fatalf("webhook while NATS is down: %d %s %v", code, body, h)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("503 took %s while disconnected: it must come at once", took)
+	}
+	if after := metricValue(t, gw.MetricsURL, series); after != before+1 {
+		t.Fatalf("%s went %v -> %v for one 503 while disconnected", series, before, after)
+	}
+}
+
 func TestShutdownUnderLoad(t *testing.T) {
 	srv := hgtest.RunNATS(t)
 	const shutdownTimeout = 10 * time.Second
@@ -278,6 +312,14 @@ func TestRateLimits(t *testing.T) {
 	for _, c := range codes[4:] {
 		if c != 429 {
 			t.Fatalf("guessing went on after the budget: %v", codes)
+		}
+	}
+	// Over the budget, a missing or malformed token is refused the same way:
+	// any token not known valid gets 429.
+	for _, tok := range []string{"", "short", "hgh_not-a-checksummed-token-at-all"} {
+		code, out, h := e.post("/v1/hits/web", tok, `{}`, nil)
+		if code != 429 || out["error"] != "rate_limited" || h.Get("Retry-After") == "" {
+			t.Fatalf("token %q from an address over its budget: %d %v", tok, code, out)
 		}
 	}
 	misses := metricValue(t, e.gw.MetricsURL, `hookgate_token_cache_requests_total{result="miss"}`) - missesBefore

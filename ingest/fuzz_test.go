@@ -45,6 +45,8 @@ func (m memAuth) Known(h auth.Hash) bool { _, ok := m[h]; return ok }
 
 type memPublisher struct{ seq uint64 }
 
+func (p *memPublisher) Connected() bool { return true }
+
 func (p *memPublisher) Publish(_ context.Context, msg *nats.Msg) (bus.Ack, error) {
 	p.seq++
 	return bus.Ack{Stream: "HOOKS", Seq: p.seq}, nil

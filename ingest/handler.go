@@ -38,6 +38,8 @@ type Authenticator interface {
 // implements it. Its methods must be safe to call concurrently.
 type Publisher interface {
 	Publish(ctx context.Context, msg *nats.Msg) (bus.Ack, error)
+	// Connected reports whether the connection to NATS is up.
+	Connected() bool
 }
 
 var (
@@ -186,19 +188,26 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, req *request, now time.Time) i
 	var scratch [512]byte
 	token, present := bearerOrBasic(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), scratch[:])
 	addr := remoteAddr(ctx)
+	// A client over its refused-token budget gets 429 for any token not
+	// already known to be valid, a missing or malformed one included, and no
+	// lookup: guessing costs the bucket nothing.
+	over, wait := h.perAddr.Over(addr, now)
 	if !present {
+		if over {
+			return h.refuse(ctx, req, errRateLimited, metrics.AuthRateLimited, retrySeconds(wait))
+		}
 		h.perAddr.Spend(addr, now) // every 401 counts against the address
 		return h.refuse(ctx, req, errMissingToken, metrics.AuthMissing, 0)
 	}
 	if token == nil || auth.CheckToken(token) != nil {
+		if over {
+			return h.refuse(ctx, req, errRateLimited, metrics.AuthRateLimited, retrySeconds(wait))
+		}
 		h.perAddr.Spend(addr, now)
 		return h.refuse(ctx, req, errInvalidToken, metrics.AuthMalformed, 0)
 	}
 	hash := auth.HashToken(token)
-
-	// A client over its refused-token budget gets no lookup for a token not
-	// already known to be valid: guessing costs the bucket nothing.
-	if over, wait := h.perAddr.Over(addr, now); over && !h.auth.Known(hash) {
+	if over && !h.auth.Known(hash) {
 		return h.refuse(ctx, req, errRateLimited, metrics.AuthRateLimited, retrySeconds(wait))
 	}
 	cred, err := h.auth.Lookup(context.Background(), hash)
@@ -207,6 +216,17 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, req *request, now time.Time) i
 		h.perAddr.Spend(addr, now)
 		return h.refuse(ctx, req, errInvalidToken, metrics.AuthInvalid, 0)
 	case err != nil:
+		// NATS could not answer for a token that memory does not vouch for
+		// (while NATS is down the cache is distrusted): the webhook is refused
+		// for the broker's sake, so it counts as a failure to publish.
+		reason := metrics.PublishError
+		switch {
+		case !h.pub.Connected():
+			reason = metrics.PublishDisconnected
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+			reason = metrics.PublishTimeout
+		}
+		h.metrics.PublishFailure(reason)
 		h.logError("token lookup failed", req, err)
 		return h.refuse(ctx, req, errUnavailable, "", 1)
 	}
