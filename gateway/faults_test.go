@@ -334,6 +334,21 @@ func TestRateLimits(t *testing.T) {
 	}
 }
 
+// A rate without a burst (the contract's defaults are 0 and 0) starts the
+// gateway and lets one second's worth through at once.
+func TestRateLimitWithoutBurst(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config) { c.Ingest.RateLimit, c.Ingest.RateBurst = 2, 0 })
+	is := e.issue("acme", auth.KindHits, "")
+	var codes []int
+	for range 3 {
+		code, _, _ := e.post("/v1/hits/web", is.Token, `{}`, nil)
+		codes = append(codes, code)
+	}
+	if fmt.Sprint(codes) != "[202 202 429]" {
+		t.Fatalf("--rate-limit 2 without --rate-burst: %v", codes)
+	}
+}
+
 func metricValue(t *testing.T, metricsURL, series string) float64 {
 	t.Helper()
 	resp, err := http.Get(metricsURL + "/metrics")

@@ -118,9 +118,6 @@ func (c *Config) Validate() error {
 	if c.Ingest.RateLimit < 0 || c.Ingest.RateBurst < 0 || c.Ingest.AuthFailureBurst < 0 {
 		errs = append(errs, errors.New("rate limits and bursts cannot be negative"))
 	}
-	if c.Ingest.RateLimit > 0 && c.Ingest.RateBurst == 0 {
-		errs = append(errs, errors.New("--rate-limit needs --rate-burst of at least 1"))
-	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"math"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -49,10 +50,10 @@ var (
 
 // Config is the handler's settings. Zero values take the contract's defaults.
 type Config struct {
-	SubjectPrefix    string // default "hooks"
-	MaxBody          int    // default 262144
-	RateLimit        float64
-	RateBurst        int
+	SubjectPrefix    string  // default "hooks"
+	MaxBody          int     // default 262144
+	RateLimit        float64 // per credential per second; 0: off
+	RateBurst        int     // default with a RateLimit: one second's worth, at least 1
 	AuthFailureRate  float64 // default 10; negative: off
 	AuthFailureBurst int     // default 100
 	MaxInFlight      int     // requests past auth at once; default 10000
@@ -85,6 +86,12 @@ func New(cfg Config, a Authenticator, p Publisher, m *metrics.Metrics, log *slog
 	}
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 262144
+	}
+	if cfg.RateLimit > 0 && cfg.RateBurst == 0 {
+		// The contract's defaults are a rate and a burst of 0; a rate given
+		// alone lets a second's worth through at once rather than refusing
+		// every request after the first of a pair.
+		cfg.RateBurst = max(1, int(math.Ceil(cfg.RateLimit)))
 	}
 	if cfg.AuthFailureRate == 0 {
 		cfg.AuthFailureRate, cfg.AuthFailureBurst = 10, 100
