@@ -317,11 +317,25 @@ func (g *Gateway) startEmbedded() error {
 		g.log.Warn("the embedded NATS server has no auth and listens beyond loopback: anyone who reaches it can read webhooks and write credentials",
 			"embedded_nats_listen", g.cfg.EmbeddedListen)
 	}
-	g.embedded, err = bus.StartEmbedded(bus.EmbeddedConfig{Listen: g.cfg.EmbeddedListen, DataDir: g.cfg.DataDir})
+	g.embedded, err = bus.StartEmbedded(bus.EmbeddedConfig{Listen: g.cfg.EmbeddedListen, DataDir: g.cfg.DataDir,
+		MaxPayload: embeddedMaxPayload(int64(g.cfg.Ingest.MaxBody))})
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	return nil
+}
+
+// embeddedMaxPayload is the embedded server's max_payload for a --max-body:
+// its 1 MiB default unless the body and the gateway's headers need more, up
+// to the 64 MiB that nats-server accepts (its default max_pending). Past
+// that, fitBroker lowers --max-body with a warning.
+func embeddedMaxPayload(maxBody int64) int32 {
+	const defaultPayload, ceiling = 1 << 20, 64 << 20
+	need := maxBody + ingest.HeaderAllowance
+	if need <= defaultPayload {
+		return 0
+	}
+	return int32(min(need, ceiling))
 }
 
 // run serves until ctx ends or a part fails, then shuts down in order.

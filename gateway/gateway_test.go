@@ -487,6 +487,25 @@ func TestEmbeddedKeepsStateAcrossRestart(t *testing.T) {
 	}
 }
 
+// A --max-body above the embedded server's 1 MiB default raises its
+// max_payload instead of being lowered to fit it.
+func TestEmbeddedTakesBodiesOverOneMiB(t *testing.T) {
+	gw := hgtest.StartGateway(t, "", func(c *gateway.Config) {
+		c.DataDir = t.TempDir()
+		c.EmbeddedListen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		c.Ingest.MaxBody = 2_000_000
+	})
+	reg := hgtest.Registry(t, gw.NATSURL(), "")
+	is := hgtest.Issue(t, reg, auth.IssueRequest{Org: "acme", Kind: auth.KindHits, Name: "big"})
+	body := []byte(`{"pad":"` + strings.Repeat("x", 1_500_000) + `"}`)
+	if code, reply, _ := hgtest.Post(t, gw.URL+"/v1/hits/web", is.Token, body, nil); code != 202 {
+		t.Fatalf("1.5 MB body under --max-body 2000000: %d %s", code, reply)
+	}
+	if strings.Contains(gw.Logs.String(), "--max-body lowered") {
+		t.Fatalf("--max-body was lowered: %s", gw.Logs.String())
+	}
+}
+
 func freePort(t *testing.T) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
