@@ -230,6 +230,38 @@ func TestWebhookWhileDisconnectedCountsAsDisconnected(t *testing.T) {
 	}
 }
 
+// The whole stop, the listener's drain, the metrics listener, NATS and the
+// embedded server, fits in --shutdown-timeout even when a client holds a
+// request open and a scrape connection stays open.
+func TestShutdownFitsTheTimeout(t *testing.T) {
+	const timeout = 1500 * time.Millisecond
+	gw := hgtest.StartGateway(t, "", func(c *gateway.Config) {
+		c.DataDir = t.TempDir()
+		c.EmbeddedListen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		c.ShutdownTimeout = timeout
+	})
+	// A webhook whose body never finishes arriving (read timeout 10s).
+	c, err := net.Dial("tcp", gw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /v1/hits/web HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\nContent-Length: 100\r\n\r\n{")
+	// A metrics request whose headers never finish.
+	m, err := net.Dial("tcp", gw.MetricsAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	fmt.Fprintf(m, "GET /metrics HTTP/1.1\r\nHost: x\r\n")
+	time.Sleep(100 * time.Millisecond) // both reach their servers
+	start := time.Now()
+	gw.Stop()
+	if took := time.Since(start); took > timeout+300*time.Millisecond {
+		t.Fatalf("stop took %s with --shutdown-timeout %s", took, timeout)
+	}
+}
+
 func TestShutdownUnderLoad(t *testing.T) {
 	srv := hgtest.RunNATS(t)
 	const shutdownTimeout = 10 * time.Second

@@ -372,7 +372,11 @@ func (g *Gateway) run(ctx, runCtx context.Context) {
 	}
 
 	// Stop accepting, let requests in flight finish their acks and replies.
-	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
+	// One deadline covers the whole stop: the drain gets all of
+	// --shutdown-timeout but a reserve for the metrics listener, NATS and
+	// the embedded server after it.
+	reserve := min(g.cfg.ShutdownTimeout/4, 2*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout-reserve)
 	defer cancel()
 	if err := g.http.ShutdownWithContext(sctx); err != nil {
 		g.log.Warn("webhook listener did not drain in time", "err", err)

@@ -39,6 +39,10 @@ func (m *Metrics) Handler(ready ReadyFunc) http.Handler {
 	return mux
 }
 
+// shutdownGrace is how long Serve lets requests in flight finish once its
+// context ends.
+const shutdownGrace = 250 * time.Millisecond
+
 // Serve runs the metrics listener on ln until ctx ends.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	srv := &http.Server{
@@ -55,10 +59,16 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	case err := <-errc:
 		return fmt.Errorf("metrics: serve: %w", err)
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// A scrape takes milliseconds; the process is stopping within
+		// --shutdown-timeout, so a connection that has not finished its
+		// request by then is closed.
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("metrics: shutdown: %w", err)
+		if err := srv.Shutdown(sctx); err != nil {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("metrics: shutdown: %w", err)
+			}
+			_ = srv.Close()
 		}
 		return nil
 	}
