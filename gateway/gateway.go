@@ -158,8 +158,9 @@ type Gateway struct {
 	ln, mln  net.Listener
 
 	kv     atomic.Pointer[jetstream.KeyValue]
-	synced atomic.Bool // first sync of the credential watch done
-	setup  atomic.Bool // stream and bucket exist
+	synced atomic.Bool            // first sync of the credential watch done
+	setup  atomic.Bool            // stream and bucket were found or created
+	gone   atomic.Pointer[string] // set while the stream or the bucket is missing after setup
 
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -361,6 +362,7 @@ func (g *Gateway) run(ctx, runCtx context.Context) {
 	}()
 	spawn(func() error { return metrics.Serve(runCtx, g.mln, g.Metrics.Handler(g.Ready)) })
 	spawn(func() error { return g.bootstrap(runCtx) })
+	spawn(func() error { return g.watchSetup(runCtx) })
 
 	select {
 	case <-ctx.Done():
@@ -482,10 +484,73 @@ func (g *Gateway) Ready() error {
 		return errors.New("NATS is not connected")
 	case !g.setup.Load():
 		return errors.New("stream and bucket not set up yet")
+	case g.gone.Load() != nil:
+		return errors.New(*g.gone.Load())
 	case !g.synced.Load():
 		return errors.New("credential watch has not synced yet")
 	}
 	return nil
+}
+
+// setupCheckInterval is how often watchSetup looks for the stream and bucket.
+const setupCheckInterval = 2 * time.Second
+
+// watchSetup keeps /readyz true to the contract after bootstrap: the stream
+// or the bucket can be deleted under a running gateway (by an operator, or
+// lost with a cluster), and then the gateway is not ready until it is back.
+// Only a definite "not found" counts; a disconnection is Ready's own check.
+func (g *Gateway) watchSetup(ctx context.Context) error {
+	js, err := jetstream.New(g.nc)
+	if err != nil {
+		return fmt.Errorf("gateway: jetstream: %w", err)
+	}
+	t := time.NewTicker(setupCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if !g.setup.Load() || !g.nc.IsConnected() {
+			continue
+		}
+		missing, known := g.findSetup(ctx, js)
+		if !known {
+			continue
+		}
+		was := g.gone.Load()
+		switch {
+		case missing != "" && was == nil:
+			g.gone.Store(&missing)
+			g.log.Error("not ready: "+missing+"; webhooks cannot be stored until it is recreated", "stream", g.cfg.Stream, "bucket", g.cfg.TokensBucket)
+		case missing == "" && was != nil:
+			g.gone.Store(nil)
+			g.log.Info("stream and bucket are back", "stream", g.cfg.Stream, "bucket", g.cfg.TokensBucket)
+		}
+	}
+}
+
+// findSetup says which of the stream and bucket is missing ("" for none);
+// known is false when JetStream did not answer either way.
+func (g *Gateway) findSetup(ctx context.Context, js jetstream.JetStream) (missing string, known bool) {
+	ctx, cancel := context.WithTimeout(ctx, setupCheckInterval)
+	defer cancel()
+	_, err := js.Stream(ctx, g.cfg.Stream)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return "stream " + g.cfg.Stream + " does not exist", true
+	case err != nil:
+		return "", false
+	}
+	_, err = js.KeyValue(ctx, g.cfg.TokensBucket)
+	switch {
+	case errors.Is(err, jetstream.ErrBucketNotFound):
+		return "credentials bucket " + g.cfg.TokensBucket + " does not exist", true
+	case err != nil:
+		return "", false
+	}
+	return "", true
 }
 
 // bucketSource reads the bucket once bootstrap has found it.

@@ -529,6 +529,53 @@ func TestReadyzAndHealthz(t *testing.T) {
 	}
 }
 
+// /readyz follows the stream and the bucket after startup: deleting one makes
+// the gateway not ready until it exists again.
+func TestReadyzFollowsStreamAndBucket(t *testing.T) {
+	srv := hgtest.RunNATS(t)
+	gw := hgtest.StartGateway(t, srv.ClientURL(), nil)
+	_, js := hgtest.Connect(t, srv.ClientURL())
+	ctx := context.Background()
+	s, err := js.Stream(ctx, "HOOKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	notReady := func(what string) func() error {
+		return func() error {
+			if err := gw.ReadyErr(); err == nil {
+				return fmt.Errorf("/readyz still 200 after deleting the %s", what)
+			}
+			return nil
+		}
+	}
+	if err := js.DeleteStream(ctx, "HOOKS"); err != nil {
+		t.Fatal(err)
+	}
+	hgtest.WaitFor(t, 10*time.Second, notReady("stream"))
+	if _, err := js.CreateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	hgtest.WaitFor(t, 10*time.Second, gw.ReadyErr)
+
+	kv, err := js.KeyValue(ctx, "hookgate-tokens")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kvStatus, err := kv.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteKeyValue(ctx, "hookgate-tokens"); err != nil {
+		t.Fatal(err)
+	}
+	hgtest.WaitFor(t, 10*time.Second, notReady("bucket"))
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "hookgate-tokens", History: uint8(kvStatus.History())}); err != nil {
+		t.Fatal(err)
+	}
+	hgtest.WaitFor(t, 10*time.Second, gw.ReadyErr)
+}
+
 func TestExistingStreamIsLeftAlone(t *testing.T) {
 	srv := hgtest.RunNATS(t)
 	_, js := hgtest.Connect(t, srv.ClientURL())
