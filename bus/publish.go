@@ -130,6 +130,10 @@ func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
 	taken := false // an ack for id was received here
 	defer func() { p.release(id, w, taken) }()
 
+	// Which attempts went out, and which the stream said it did not take
+	// (no responders): a "duplicate" ack is the sender's only if no other
+	// attempt of ours may have been stored.
+	var sent, notStored uint64
 	var subj [128]byte
 	for attempt := 1; ; attempt++ {
 		// No status check first: Status takes the connection's lock, which
@@ -144,11 +148,13 @@ func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
 			}
 			return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, err)
 		}
+		sent |= attemptBit(attempt)
 		w.timer.Reset(min(p.resend, time.Until(deadline)))
 	wait:
 		select {
 		case r := <-w.done:
 			if errors.Is(r.err, errNoResponders) {
+				notStored |= attemptBit(r.attempt)
 				// Keep waiting for the timer, then re-send.
 				p.mu.Lock()
 				p.waiting[id] = w
@@ -160,9 +166,9 @@ func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
 			if r.err != nil {
 				return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, r.err)
 			}
-			// Our own re-send finding our first copy is not a duplicate the
-			// sender made; only the first attempt's ack may claim one.
-			r.ack.Duplicate = r.ack.Duplicate && r.attempt == 1
+			// Our own re-send finding an earlier copy of ours is not a
+			// duplicate the sender made.
+			r.ack.Duplicate = r.ack.Duplicate && sent&^notStored&^attemptBit(r.attempt) == 0
 			return r.ack, nil
 		case <-ctx.Done():
 			w.timer.Stop()
@@ -176,6 +182,10 @@ func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
 		}
 	}
 }
+
+// attemptBit is attempt's bit in a set of attempts; attempts past 64 share
+// the last bit, which only makes the duplicate claim more cautious.
+func attemptBit(attempt int) uint64 { return 1 << min(attempt-1, 63) }
 
 // release unregisters a waiter and pools it. An ack that was already taken
 // for it is drained first, so a reused waiter never sees another's ack.

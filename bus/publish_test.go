@@ -1,0 +1,75 @@
+package bus_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hookgate/hookgate/bus"
+	"github.com/hookgate/hookgate/internal/hgtest"
+	"github.com/nats-io/nats.go"
+)
+
+// fakeStream answers publishes on subject the way JetStream would, attempt by
+// attempt (the attempt is the last token of the publisher's reply subject):
+// "503" is a no-responders status, "" no answer at all, anything else the ack
+// body.
+func fakeStream(t *testing.T, nc *nats.Conn, subject string, answers map[string]string) {
+	t.Helper()
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		attempt := m.Reply[strings.LastIndexByte(m.Reply, '.')+1:]
+		switch a := answers[attempt]; a {
+		case "":
+		case "503":
+			r := nats.NewMsg(m.Reply)
+			r.Header.Set("Status", "503")
+			_ = nc.PublishMsg(r)
+		default:
+			_ = nc.Publish(m.Reply, []byte(a))
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+}
+
+// A "duplicate" ack is the sender's only when no other attempt of the
+// gateway's own may have been stored.
+func TestPublishDuplicateIsTheSendersOnly(t *testing.T) {
+	srv := hgtest.RunNATS(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	p, err := bus.NewPublisher(nc, 2*time.Second) // re-sends after ~667ms
+	if err != nil {
+		t.Fatal(err)
+	}
+	dup := `{"stream":"HOOKS","seq":7,"duplicate":true}`
+	for _, c := range []struct {
+		name    string
+		answers map[string]string
+		want    bool
+	}{
+		{"first attempt finds an earlier copy", map[string]string{"1": dup}, true},
+		{"first attempt refused, the re-send finds an earlier copy", map[string]string{"1": "503", "2": dup}, true},
+		{"first attempt unanswered, the re-send finds a copy (maybe its own)", map[string]string{"1": "", "2": dup}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			subject := "t." + strings.ReplaceAll(c.name, " ", "_")
+			fakeStream(t, nc, subject, c.answers)
+			msg := nats.NewMsg(subject)
+			msg.Header.Set(nats.MsgIdHdr, "k-1")
+			ack, err := p.Publish(context.Background(), msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ack.Seq != 7 || ack.Duplicate != c.want {
+				t.Fatalf("ack %+v, want seq 7 and duplicate %v", ack, c.want)
+			}
+		})
+	}
+}
