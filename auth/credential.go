@@ -62,6 +62,24 @@ func ValidName(s []byte) bool { return validIdent(s, 63) }
 // ValidID reports whether s is a credential id (^[a-z0-9][a-z0-9_-]{0,63}$).
 func ValidID(s string) bool { return validIdent([]byte(s), 64) }
 
+// validRecordID is what a credential record's id must be. hookgate issues
+// ids that are ValidID, but a platform writing its own records may use its
+// own ids (upper case, UUIDs, ...): the contract refuses a record only for
+// its organization, application or kind. The id reaches the Hook-Credential
+// header, the per-credential rate limit and logs, so it stays printable and
+// bounded.
+func validRecordID(s string) bool {
+	if len(s) == 0 || len(s) > 256 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
 func validIdent(s []byte, maxLen int) bool {
 	if len(s) == 0 || len(s) > maxLen {
 		return false
@@ -80,8 +98,8 @@ func validIdent(s []byte, maxLen int) bool {
 // Validate checks a credential as read from the bucket or about to be written.
 func (c *Credential) Validate() error {
 	var errs []error
-	if !ValidID(c.ID) {
-		errs = append(errs, fmt.Errorf("id %q is not a valid id", c.ID))
+	if !validRecordID(c.ID) {
+		errs = append(errs, fmt.Errorf("id %q: want 1 to 256 visible ASCII characters", c.ID))
 	}
 	if !ValidName([]byte(c.Org)) {
 		errs = append(errs, fmt.Errorf("org %q is not a valid name", c.Org))
@@ -97,9 +115,6 @@ func (c *Credential) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("kind %q is neither hits nor deploy", c.Kind))
-	}
-	if c.Version < 1 {
-		errs = append(errs, fmt.Errorf("version %d is below 1", c.Version))
 	}
 	return errors.Join(errs...)
 }

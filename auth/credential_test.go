@@ -32,8 +32,12 @@ func TestParseCredential(t *testing.T) {
 		{"bad org", `{"id":"c1","org":"Acme","kind":"hits","version":1}`, false},
 		{"subject injection", `{"id":"c1","org":"a.>","kind":"hits","version":1}`, false},
 		{"bad kind", `{"id":"c1","org":"acme","kind":"push","version":1}`, false},
-		{"bad id", `{"id":"","org":"acme","kind":"hits","version":1}`, false},
-		{"version 0", `{"id":"c1","org":"acme","kind":"hits","version":0}`, false},
+		{"empty id", `{"id":"","org":"acme","kind":"hits","version":1}`, false},
+		{"id with a space", `{"id":"c 1","org":"acme","kind":"hits","version":1}`, false},
+		{"id with a line break", `{"id":"c1\r\nX: y","org":"acme","kind":"hits","version":1}`, false},
+		{"platform's own id", `{"id":"Cred-4F2A:7","org":"acme","kind":"hits","version":1}`, true},
+		{"version 0", `{"id":"c1","org":"acme","kind":"hits","version":0}`, true},
+		{"no version", `{"id":"c1","org":"acme","app":"","kind":"hits","name":"n"}`, true},
 		{"not json", `garbage`, false},
 		{"wrong types", `{"id":1}`, false},
 	}
@@ -58,7 +62,7 @@ func FuzzParseCredential(f *testing.F) {
 			return
 		}
 		// Whatever was accepted can only reach a subject as valid names.
-		if !ValidName([]byte(c.Org)) || (c.App != "" && !ValidName([]byte(c.App))) || !ValidID(c.ID) {
+		if !ValidName([]byte(c.Org)) || (c.App != "" && !ValidName([]byte(c.App))) || !validRecordID(c.ID) {
 			t.Fatalf("accepted %+v", c)
 		}
 		if c.Kind != KindHits && c.Kind != KindDeploy {

@@ -303,6 +303,26 @@ func TestCredentialFromAnotherWriterAndExpiry(t *testing.T) {
 	}
 	refusedWithin(t, e, "/v1/deploys/web", token, time.Second)
 
+	// A platform's own id format and no version: valid, and the id is the
+	// message's Hook-Credential.
+	token4 := "platform-issued-token-own-id-001"
+	rec4 := `{"id":"Cred-4F2A:7","org":"acme","app":"","kind":"hits","name":"n"}`
+	if _, err := kv.Put(context.Background(), auth.TokenKey(auth.HashToken([]byte(token4))), []byte(rec4)); err != nil {
+		t.Fatal(err)
+	}
+	var seq float64
+	hgtest.WaitFor(t, 2*time.Second, func() error {
+		code, out, _ := e.post("/v1/hits/web", token4, `{}`, nil)
+		if code != 202 {
+			return fmt.Errorf("status %d", code)
+		}
+		seq, _ = out["seq"].(float64)
+		return nil
+	})
+	if got := e.getMsg(uint64(seq)).Header.Get("Hook-Credential"); got != "Cred-4F2A:7" {
+		t.Fatalf("Hook-Credential %q", got)
+	}
+
 	// Expiry: a credential that expires in a moment stops working then.
 	token2 := "platform-issued-token-expiring-1"
 	exp := time.Now().Add(1500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
