@@ -62,18 +62,21 @@ func ValidName(s []byte) bool { return validIdent(s, 63) }
 // ValidID reports whether s is a credential id (^[a-z0-9][a-z0-9_-]{0,63}$).
 func ValidID(s string) bool { return validIdent([]byte(s), 64) }
 
-// validRecordID is what a credential record's id must be. hookgate issues
-// ids that are ValidID, but a platform writing its own records may use its
-// own ids (upper case, UUIDs, ...): the contract refuses a record only for
-// its organization, application or kind. The id reaches the Hook-Credential
-// header, the per-credential rate limit and logs, so it stays printable and
-// bounded.
-func validRecordID(s string) bool {
+// ValidRecordID reports whether s may be a credential record's id. hookgate
+// issues ids that are ValidID, but a platform writing its own records may
+// use its own ids (upper case, UUIDs, ...): the contract refuses a record
+// only for its organization, application or kind. The id reaches the
+// Hook-Credential header, logs and the management key cred.<id>, so it keeps
+// to the characters of a NATS key-value key, without its separators, and to
+// 256 bytes.
+func ValidRecordID(s string) bool {
 	if len(s) == 0 || len(s) > 256 {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '=':
+		default:
 			return false
 		}
 	}
@@ -98,8 +101,8 @@ func validIdent(s []byte, maxLen int) bool {
 // Validate checks a credential as read from the bucket or about to be written.
 func (c *Credential) Validate() error {
 	var errs []error
-	if !validRecordID(c.ID) {
-		errs = append(errs, fmt.Errorf("id %q: want 1 to 256 visible ASCII characters", c.ID))
+	if !ValidRecordID(c.ID) {
+		errs = append(errs, fmt.Errorf("id %q: want 1 to 256 of A-Z a-z 0-9 - _ =", c.ID))
 	}
 	if !ValidName([]byte(c.Org)) {
 		errs = append(errs, fmt.Errorf("org %q is not a valid name", c.Org))

@@ -35,7 +35,9 @@ func TestParseCredential(t *testing.T) {
 		{"empty id", `{"id":"","org":"acme","kind":"hits","version":1}`, false},
 		{"id with a space", `{"id":"c 1","org":"acme","kind":"hits","version":1}`, false},
 		{"id with a line break", `{"id":"c1\r\nX: y","org":"acme","kind":"hits","version":1}`, false},
-		{"platform's own id", `{"id":"Cred-4F2A:7","org":"acme","kind":"hits","version":1}`, true},
+		{"platform's own id", `{"id":"Cred-4F2A_7=","org":"acme","kind":"hits","version":1}`, true},
+		{"id that is no key", `{"id":"Cred:7","org":"acme","kind":"hits","version":1}`, false},
+		{"id with a key separator", `{"id":"a.b","org":"acme","kind":"hits","version":1}`, false},
 		{"version 0", `{"id":"c1","org":"acme","kind":"hits","version":0}`, true},
 		{"no version", `{"id":"c1","org":"acme","app":"","kind":"hits","name":"n"}`, true},
 		{"not json", `garbage`, false},
@@ -62,7 +64,7 @@ func FuzzParseCredential(f *testing.F) {
 			return
 		}
 		// Whatever was accepted can only reach a subject as valid names.
-		if !ValidName([]byte(c.Org)) || (c.App != "" && !ValidName([]byte(c.App))) || !validRecordID(c.ID) {
+		if !ValidName([]byte(c.Org)) || (c.App != "" && !ValidName([]byte(c.App))) || !ValidRecordID(c.ID) {
 			t.Fatalf("accepted %+v", c)
 		}
 		if c.Kind != KindHits && c.Kind != KindDeploy {

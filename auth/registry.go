@@ -226,7 +226,7 @@ func cmpJoin(cs ...int) int {
 }
 
 func (r *Registry) record(ctx context.Context, id string) (Record, uint64, error) {
-	if !ValidID(id) {
+	if !ValidRecordID(id) {
 		return Record{}, 0, fmt.Errorf("%w: %q is not a credential id", ErrNotFound, id)
 	}
 	e, err := r.KV.Get(ctx, CredentialKey(id))

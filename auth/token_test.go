@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"crypto/sha256"
 	"hash/crc32"
 	"strings"
 	"testing"
@@ -136,4 +137,28 @@ func FuzzCheckToken(f *testing.F) {
 			t.Fatalf("accepted an hg token of length %d", len(b))
 		}
 	})
+}
+
+//go:noinline
+func hashFromStack(tok []byte) Hash {
+	var buf [512]byte
+	n := copy(buf[:], tok)
+	return HashToken(buf[:n])
+}
+
+// The handler hashes a token that sits in a stack buffer: hashing must not
+// move that buffer to the heap.
+func TestHashTokenFromTheStackDoesNotAllocate(t *testing.T) {
+	tok, _ := NewToken(KindHits)
+	b := []byte(tok)
+	if n := testing.AllocsPerRun(100, func() { _ = hashFromStack(b) }); n != 0 {
+		t.Fatalf("hashing from a stack buffer allocates %v times", n)
+	}
+	if hashFromStack(b) != HashToken(b) {
+		t.Fatal("hash differs")
+	}
+	long := []byte(strings.Repeat("x", 1300)) // several chunks of the digest's buffer
+	if Sum256(long) != sha256.Sum256(long) {
+		t.Fatal("Sum256 of a long input differs from sha256.Sum256")
+	}
 }

@@ -306,7 +306,7 @@ func TestCredentialFromAnotherWriterAndExpiry(t *testing.T) {
 	// A platform's own id format and no version: valid, and the id is the
 	// message's Hook-Credential.
 	token4 := "platform-issued-token-own-id-001"
-	rec4 := `{"id":"Cred-4F2A:7","org":"acme","app":"","kind":"hits","name":"n"}`
+	rec4 := `{"id":"Cred-4F2A_7","org":"acme","app":"","kind":"hits","name":"n"}`
 	if _, err := kv.Put(context.Background(), auth.TokenKey(auth.HashToken([]byte(token4))), []byte(rec4)); err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +319,7 @@ func TestCredentialFromAnotherWriterAndExpiry(t *testing.T) {
 		seq, _ = out["seq"].(float64)
 		return nil
 	})
-	if got := e.getMsg(uint64(seq)).Header.Get("Hook-Credential"); got != "Cred-4F2A:7" {
+	if got := e.getMsg(uint64(seq)).Header.Get("Hook-Credential"); got != "Cred-4F2A_7" {
 		t.Fatalf("Hook-Credential %q", got)
 	}
 

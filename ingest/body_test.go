@@ -105,3 +105,12 @@ func FuzzValidateBody(f *testing.F) {
 		}
 	})
 }
+
+// scopedMsgID builds its hash input on the stack; only the id string it
+// returns may be allocated.
+func TestScopedMsgIDAllocatesOnlyItsResult(t *testing.T) {
+	key := []byte("retry-key-0123456789")
+	if n := testing.AllocsPerRun(100, func() { _ = scopedMsgID("acme", "web", auth.KindHits, key) }); n > 1 {
+		t.Fatalf("scopedMsgID allocates %v times", n)
+	}
+}
