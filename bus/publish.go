@@ -154,7 +154,9 @@ func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
 		select {
 		case r := <-w.done:
 			if errors.Is(r.err, errNoResponders) {
-				notStored |= attemptBit(r.attempt)
+				if r.attempt < 64 {
+					notStored |= attemptBit(r.attempt)
+				}
 				// Keep waiting for the timer, then re-send.
 				p.mu.Lock()
 				p.waiting[id] = w
@@ -168,7 +170,7 @@ func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
 			}
 			// Our own re-send finding an earlier copy of ours is not a
 			// duplicate the sender made.
-			r.ack.Duplicate = r.ack.Duplicate && sent&^notStored&^attemptBit(r.attempt) == 0
+			r.ack.Duplicate = r.ack.Duplicate && r.attempt < 64 && sent&^notStored&^attemptBit(r.attempt) == 0
 			return r.ack, nil
 		case <-ctx.Done():
 			w.timer.Stop()
@@ -183,8 +185,10 @@ func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
 	}
 }
 
-// attemptBit is attempt's bit in a set of attempts; attempts past 64 share
-// the last bit, which only makes the duplicate claim more cautious.
+// attemptBit is attempt's bit in a set of attempts, for attempts 1 to 63.
+// The last bit stands for any attempt from 64 on and is never marked as not
+// stored, so past 63 attempts no duplicate is claimed (re-sends are at least
+// 500 ms apart: this takes a --publish-timeout of over 30 s).
 func attemptBit(attempt int) uint64 { return 1 << min(attempt-1, 63) }
 
 // release unregisters a waiter and pools it. An ack that was already taken

@@ -234,7 +234,7 @@ func TestWebhookWhileDisconnectedCountsAsDisconnected(t *testing.T) {
 // embedded server, fits in --shutdown-timeout even when a client holds a
 // request open and a scrape connection stays open.
 func TestShutdownFitsTheTimeout(t *testing.T) {
-	const timeout = 1500 * time.Millisecond
+	const timeout = 4 * time.Second
 	gw := hgtest.StartGateway(t, "", func(c *gateway.Config) {
 		c.DataDir = t.TempDir()
 		c.EmbeddedListen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -257,7 +257,7 @@ func TestShutdownFitsTheTimeout(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // both reach their servers
 	start := time.Now()
 	gw.Stop()
-	if took := time.Since(start); took > timeout+300*time.Millisecond {
+	if took := time.Since(start); took > timeout {
 		t.Fatalf("stop took %s with --shutdown-timeout %s", took, timeout)
 	}
 }
@@ -369,7 +369,7 @@ func TestRateLimits(t *testing.T) {
 // A rate without a burst (the contract's defaults are 0 and 0) starts the
 // gateway and lets one second's worth through at once.
 func TestRateLimitWithoutBurst(t *testing.T) {
-	e := newEnv(t, func(c *gateway.Config) { c.Ingest.RateLimit, c.Ingest.RateBurst = 2, 0 })
+	e := newEnv(t, func(c *gateway.Config) { c.Ingest.RateLimit, c.Ingest.RateBurst = 1.5, 0 })
 	is := e.issue("acme", auth.KindHits, "")
 	var codes []int
 	for range 3 {
@@ -377,7 +377,30 @@ func TestRateLimitWithoutBurst(t *testing.T) {
 		codes = append(codes, code)
 	}
 	if fmt.Sprint(codes) != "[202 202 429]" {
-		t.Fatalf("--rate-limit 2 without --rate-burst: %v", codes)
+		t.Fatalf("--rate-limit 1.5 without --rate-burst: %v", codes)
+	}
+}
+
+// Two organizations whose platform gave their credentials the same id do not
+// share a rate budget.
+func TestRateBudgetIsPerOrganization(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config) { c.Ingest.RateLimit, c.Ingest.RateBurst = 0.2, 1 })
+	kv, err := e.js.KeyValue(context.Background(), "hookgate-tokens")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, org := range []string{"acme", "globex"} {
+		token := "platform-token-of-" + org + "-0123456789"
+		rec := `{"id":"1","org":"` + org + `","app":"","kind":"hits","name":"n","version":1}`
+		if _, err := kv.Put(context.Background(), auth.TokenKey(auth.HashToken([]byte(token))), []byte(rec)); err != nil {
+			t.Fatal(err)
+		}
+		hgtest.WaitFor(t, 2*time.Second, func() error {
+			if code, out, _ := e.post("/v1/hits/web", token, `{}`, nil); code != 202 {
+				return fmt.Errorf("%s's first webhook: %d %v", org, code, out)
+			}
+			return nil
+		})
 	}
 }
 

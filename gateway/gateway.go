@@ -360,7 +360,10 @@ func (g *Gateway) run(ctx, runCtx context.Context) {
 			errc <- fmt.Errorf("gateway: webhook listener: %w", err)
 		}
 	}()
-	spawn(func() error { return metrics.Serve(runCtx, g.mln, g.Metrics.Handler(g.Ready)) })
+	// The metrics listener stops after the drain, inside the reserve.
+	spawn(func() error {
+		return metrics.Serve(runCtx, g.mln, g.Metrics.Handler(g.Ready), min(250*time.Millisecond, g.shutdownReserve()/2))
+	})
 	spawn(func() error { return g.bootstrap(runCtx) })
 	spawn(func() error { return g.watchSetup(runCtx) })
 
@@ -377,8 +380,7 @@ func (g *Gateway) run(ctx, runCtx context.Context) {
 	// One deadline covers the whole stop: the drain gets all of
 	// --shutdown-timeout but a reserve for the metrics listener, NATS and
 	// the embedded server after it.
-	reserve := min(g.cfg.ShutdownTimeout/4, 2*time.Second)
-	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout-reserve)
+	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout-g.shutdownReserve())
 	defer cancel()
 	if err := g.http.ShutdownWithContext(sctx); err != nil {
 		g.log.Warn("webhook listener did not drain in time", "err", err)
@@ -389,6 +391,12 @@ func (g *Gateway) run(ctx, runCtx context.Context) {
 	wg.Wait()
 	g.closeAll()
 	g.log.Info("hookgate stopped")
+}
+
+// shutdownReserve is the part of --shutdown-timeout kept, after the drain,
+// for the metrics listener, NATS and the embedded server.
+func (g *Gateway) shutdownReserve() time.Duration {
+	return min(g.cfg.ShutdownTimeout/4, 2*time.Second)
 }
 
 // closeAll closes NATS, then the embedded server last.
@@ -484,10 +492,11 @@ func (g *Gateway) Ready() error {
 		return errors.New("NATS is not connected")
 	case !g.setup.Load():
 		return errors.New("stream and bucket not set up yet")
-	case g.gone.Load() != nil:
-		return errors.New(*g.gone.Load())
 	case !g.synced.Load():
 		return errors.New("credential watch has not synced yet")
+	}
+	if gone := g.gone.Load(); gone != nil {
+		return errors.New(*gone)
 	}
 	return nil
 }
@@ -521,7 +530,7 @@ func (g *Gateway) watchSetup(ctx context.Context) error {
 		}
 		was := g.gone.Load()
 		switch {
-		case missing != "" && was == nil:
+		case missing != "" && (was == nil || *was != missing):
 			g.gone.Store(&missing)
 			g.log.Error("not ready: "+missing+"; webhooks cannot be stored until it is recreated", "stream", g.cfg.Stream, "bucket", g.cfg.TokensBucket)
 		case missing == "" && was != nil:

@@ -71,7 +71,7 @@ type Handler struct {
 	logInfo *rate.Limiter // samples refusal logs at info level
 
 	maxBody  atomic.Int64 // may shrink to fit the broker's limits
-	perCred  *limit.Table[string]
+	perCred  *limit.Table[credKey]
 	perAddr  *limit.Table[netip.Addr]
 	inFlight atomic.Int64
 
@@ -110,7 +110,7 @@ func New(cfg Config, a Authenticator, p Publisher, m *metrics.Metrics, log *slog
 	h := &Handler{
 		cfg: cfg, auth: a, pub: p, metrics: m, log: log,
 		logInfo:  rate.NewLimiter(1, 5),
-		perCred:  limit.New[string](cfg.RateLimit, cfg.RateBurst, cfg.LimiterKeys),
+		perCred:  limit.New[credKey](cfg.RateLimit, cfg.RateBurst, cfg.LimiterKeys),
 		perAddr:  limit.New[netip.Addr](cfg.AuthFailureRate, cfg.AuthFailureBurst, cfg.LimiterKeys),
 		idPrefix: hex.EncodeToString(rnd[:]) + "-",
 	}
@@ -160,6 +160,15 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 	var req request
 	code := h.serve(ctx, &req, start)
 	h.metrics.Request(req.route, code, h.cfg.Now().Sub(start))
+}
+
+// credKey names a credential's rate budget. A platform's own ids need only be
+// unique in their organization ("1", "default"), so the id alone could let
+// one tenant spend another's budget.
+type credKey struct {
+	org  string
+	kind auth.Kind
+	id   string
 }
 
 // route splits a path into its route and {app}; ok is false for a 404.
@@ -238,7 +247,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, req *request, now time.Time) i
 		return h.refuse(ctx, req, errUnavailable, "", 1)
 	}
 	req.credID = cred.ID
-	if ok, wait := h.perCred.Allow(cred.ID, now); !ok {
+	if ok, wait := h.perCred.Allow(credKey{cred.Org, cred.Kind, cred.ID}, now); !ok {
 		return h.refuse(ctx, req, errRateLimited, metrics.AuthRateLimited, retrySeconds(wait))
 	}
 

@@ -226,7 +226,8 @@ func (m *Metrics) Published(kind auth.Kind, duplicate bool, d time.Duration) {
 }
 
 // Accepted records a stored webhook in the per-application and last-seen
-// views, when they are on. org and app are valid names, credential a valid id.
+// views, when they are on. org and app are valid names, credential a record
+// id (auth.ValidRecordID: hookgate's own, or a platform's, unique within org).
 func (m *Metrics) Accepted(org, app string, kind auth.Kind, credential string, now time.Time) {
 	if m.perApp != nil {
 		if c, ok := m.perApp.get(org+"\x00"+app+"\x00"+string(kind), org, app, string(kind)); ok {

@@ -39,12 +39,9 @@ func (m *Metrics) Handler(ready ReadyFunc) http.Handler {
 	return mux
 }
 
-// shutdownGrace is how long Serve lets requests in flight finish once its
-// context ends.
-const shutdownGrace = 250 * time.Millisecond
-
-// Serve runs the metrics listener on ln until ctx ends.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+// Serve runs the metrics listener on ln until ctx ends, then gives requests
+// in flight at most grace to finish.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, grace time.Duration) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -61,8 +58,8 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	case <-ctx.Done():
 		// A scrape takes milliseconds; the process is stopping within
 		// --shutdown-timeout, so a connection that has not finished its
-		// request by then is closed.
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		// request within grace is closed.
+		sctx, cancel := context.WithTimeout(context.Background(), grace)
 		defer cancel()
 		if err := srv.Shutdown(sctx); err != nil {
 			if !errors.Is(err, context.DeadlineExceeded) {
