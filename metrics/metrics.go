@@ -57,7 +57,7 @@ var requestBuckets = []float64{
 type Options struct {
 	PerApp         bool // hookgate_app_webhooks_total{org,app,kind}
 	PerAppMax      int  // default 1000
-	CredentialSeen bool // hookgate_credential_last_seen_timestamp_seconds{credential}
+	CredentialSeen bool // hookgate_credential_last_seen_timestamp_seconds{org,credential}
 	CredentialMax  int  // default 1000
 }
 
@@ -114,7 +114,7 @@ func New(version string, opts Options) *Metrics {
 		}, []string{"kind"}),
 		publishFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookgate_publish_failures_total",
-			Help: "Publishes answered 503, by reason.",
+			Help: "Webhooks answered 503 because NATS did not take them (the publish, or the token read for a token not in memory), by reason.",
 		}, []string{"reason"}),
 		publishDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "hookgate_publish_duration_seconds",
@@ -187,7 +187,7 @@ func New(version string, opts Options) *Metrics {
 		vec := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "hookgate_credential_last_seen_timestamp_seconds",
 			Help: "When each credential last had a webhook accepted (at most --credential-metrics-max series).",
-		}, []string{"credential"})
+		}, []string{"org", "credential"})
 		dropped := prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hookgate_credential_series_dropped_total",
 			Help: "Accepted webhooks whose credential got no last-seen series because the cap was reached.",
@@ -235,7 +235,8 @@ func (m *Metrics) Accepted(org, app string, kind auth.Kind, credential string, n
 		}
 	}
 	if m.credSeen != nil {
-		if g, ok := m.credSeen.get(credential, credential); ok {
+		// A platform's ids need only be unique within an organization.
+		if g, ok := m.credSeen.get(org+"\x00"+credential, org, credential); ok {
 			g.Set(float64(now.UnixNano()) / 1e9)
 		}
 	}

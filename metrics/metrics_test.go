@@ -30,7 +30,7 @@ func TestPerAppSeriesStopAtCapAndDropsAreCounted(t *testing.T) {
 	if n := testutil.CollectAndCount(m.Registry, "hookgate_credential_last_seen_timestamp_seconds"); n != 2 {
 		t.Fatalf("last-seen series = %d, want the cap 2", n)
 	}
-	if g, _ := m.credSeen.get("cred-0", "cred-0"); testutil.ToFloat64(g) != 1.8e9 {
+	if g, _ := m.credSeen.get("acme\x00cred-0", "acme", "cred-0"); testutil.ToFloat64(g) != 1.8e9 {
 		t.Fatalf("last seen %v", testutil.ToFloat64(g))
 	}
 }

@@ -57,7 +57,7 @@ type serveCmd struct {
 	MaxInFlight          int           `default:"10000" help:"Most webhooks waiting for their ack at once; beyond it 503."`
 	RateLimit            float64       `default:"0" help:"Requests per second per credential (0: off)."`
 	RateBurst            int           `default:"0" help:"Burst per credential (0 with --rate-limit: one second's worth, at least 1)."`
-	AuthFailureRate      float64       `default:"10" help:"Refused-token requests per second per client address."`
+	AuthFailureRate      float64       `default:"10" help:"Refused-token requests per second per client address (0: off)."`
 	AuthFailureBurst     int           `default:"100" help:"Burst of refused-token requests per client address."`
 	TLSCert              string        `name:"tls-cert" placeholder:"FILE" help:"Serve webhooks over TLS with this certificate (PEM, with --tls-key)."`
 	TLSKey               string        `name:"tls-key" placeholder:"FILE" help:"Private key of --tls-cert (PEM)."`
