@@ -88,7 +88,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 		`hookgate_auth_failures_total{reason="missing"} 1`,
 		`hookgate_auth_failures_total{reason="forbidden"} 2`,
 		`hookgate_app_webhooks_total{app="api",kind="hits",org="acme"} 1`,
-		`hookgate_credential_last_seen_timestamp_seconds{credential="` + deploy.ID + `"}`,
+		`hookgate_credential_last_seen_timestamp_seconds{credential="` + deploy.ID + `",org="acme"}`,
 	} {
 		if !bytes.Contains(text, []byte(want)) {
 			t.Errorf("/metrics lacks %q", want)
