@@ -149,12 +149,7 @@ func TestBrokerOutageUnderLoad(t *testing.T) {
 	downAt := time.Now()
 	srv.Shutdown()
 	srv.WaitForShutdown()
-	hgtest.WaitFor(t, 5*time.Second, func() error {
-		if gw.ReadyErr() == nil {
-			return fmt.Errorf("/readyz still 200 with NATS down")
-		}
-		return nil
-	})
+	gw.WaitNotReady(t, 5*time.Second, "NATS went down")
 	time.Sleep(2 * time.Second)
 	upAt := time.Now()
 	srv = hgtest.RunNATSWith(t, opts())
@@ -209,12 +204,7 @@ func TestWebhookWhileDisconnectedCountsAsDisconnected(t *testing.T) {
 	}
 	srv.Shutdown()
 	srv.WaitForShutdown()
-	hgtest.WaitFor(t, 5*time.Second, func() error {
-		if gw.ReadyErr() == nil {
-			return fmt.Errorf("/readyz still 200 with NATS down")
-		}
-		return nil
-	})
+	gw.WaitNotReady(t, 5*time.Second, "NATS went down")
 	series := `hookgate_publish_failures_total{reason="disconnected"}`
 	before := metricValue(t, gw.MetricsURL, series)
 	start := time.Now()

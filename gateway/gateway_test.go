@@ -561,18 +561,10 @@ func TestReadyzFollowsStreamAndBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := s.CachedInfo().Config
-	notReady := func(what string) func() error {
-		return func() error {
-			if err := gw.ReadyErr(); err == nil {
-				return fmt.Errorf("/readyz still 200 after deleting the %s", what)
-			}
-			return nil
-		}
-	}
 	if err := js.DeleteStream(ctx, "HOOKS"); err != nil {
 		t.Fatal(err)
 	}
-	hgtest.WaitFor(t, 10*time.Second, notReady("stream"))
+	gw.WaitNotReady(t, 10*time.Second, "deleting the stream")
 	if _, err := js.CreateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -589,7 +581,7 @@ func TestReadyzFollowsStreamAndBucket(t *testing.T) {
 	if err := js.DeleteKeyValue(ctx, "hookgate-tokens"); err != nil {
 		t.Fatal(err)
 	}
-	hgtest.WaitFor(t, 10*time.Second, notReady("bucket"))
+	gw.WaitNotReady(t, 10*time.Second, "deleting the bucket")
 	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "hookgate-tokens", History: uint8(kvStatus.History())}); err != nil {
 		t.Fatal(err)
 	}

@@ -163,6 +163,18 @@ func (g *Gateway) ReadyErr() error {
 	return nil
 }
 
+// WaitNotReady waits up to timeout for /readyz to stop answering 200, after
+// what (for the failure message) should have made the gateway not ready.
+func (g *Gateway) WaitNotReady(t testing.TB, timeout time.Duration, what string) {
+	t.Helper()
+	WaitFor(t, timeout, func() error {
+		if g.ReadyErr() == nil {
+			return fmt.Errorf("/readyz still 200 after %s", what)
+		}
+		return nil
+	})
+}
+
 // Registry returns a credentials registry on the bucket of the server at url.
 func Registry(t testing.TB, url, bucket string) *auth.Registry {
 	t.Helper()
