@@ -532,7 +532,7 @@ func (g *Gateway) watchSetup(ctx context.Context) error {
 		switch {
 		case missing != "" && (was == nil || *was != missing):
 			g.gone.Store(&missing)
-			g.log.Error("not ready: "+missing+"; webhooks cannot be stored until it is recreated", "stream", g.cfg.Stream, "bucket", g.cfg.TokensBucket)
+			g.log.Error("not ready: webhooks cannot be stored until it is recreated", "missing", missing)
 		case missing == "" && was != nil:
 			g.gone.Store(nil)
 			g.log.Info("stream and bucket are back", "stream", g.cfg.Stream, "bucket", g.cfg.TokensBucket)
