@@ -245,6 +245,7 @@ func TestExitCodesAndHelp(t *testing.T) {
 		{"deploy without app", []string{"token", "issue", "--org", "acme", "--kind", "deploy", "--name", "n"}, 2, ""},
 		{"bad org", []string{"token", "issue", "--org", "Acme.>", "--kind", "hits", "--name", "n"}, 2, ""},
 		{"NATS down", []string{"token", "list", "--nats-url", "nats://" + freeAddr(t)}, 1, ""},
+		{"list with a bad org", []string{"token", "list", "--org", "BAD", "--nats-url", "nats://" + freeAddr(t)}, 2, "--org"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -113,7 +113,7 @@ type tokenIssueCmd struct {
 	Kind    string        `required:"" enum:"hits,deploy" help:"hits (Hits/Failure webhooks) or deploy."`
 	App     string        `help:"Application: required for deploy; for hits it limits the token to this application."`
 	Name    string        `required:"" help:"A name people recognise, such as 'alertmanager prod'."`
-	Expires time.Duration `help:"Lifetime as a Go duration (720h); none by default."`
+	Expires time.Duration `help:"Lifetime as a Go duration (720h); none by default (0 is none too)."`
 	issuedPrinter
 	natsClient
 }
@@ -217,6 +217,9 @@ type tokenListCmd struct {
 }
 
 func (c *tokenListCmd) Run(e *env) error {
+	if c.Org != "" && !auth.ValidName([]byte(c.Org)) {
+		return usagef("--org %q: want ^[a-z0-9][a-z0-9_-]{0,62}$", c.Org)
+	}
 	reg, nc, err := c.registry(e.ctx)
 	if err != nil {
 		return err
