@@ -442,23 +442,8 @@ func logGateway(t testing.TB, name string, g *hgtest.Gateway) {
 
 // cacheHits scrapes hookgate_token_cache_requests_total{result="hit"}.
 func cacheHits(g *hgtest.Gateway) (float64, error) {
-	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get(g.MetricsURL + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	const series = `hookgate_token_cache_requests_total{result="hit"} `
-	for line := range strings.Lines(string(body)) {
-		if v, ok := strings.CutPrefix(line, series); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
-		}
-	}
-	return 0, nil // no hit yet
+	v, _, err := hgtest.Metric(g.MetricsURL, `hookgate_token_cache_requests_total{result="hit"}`)
+	return v, err // not there: no hit yet
 }
 
 // watchPlacement is where a credential watch lives: the node hosting its

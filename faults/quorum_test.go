@@ -1,11 +1,8 @@
 package faults_test
 
 import (
-	"bufio"
 	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -80,22 +77,13 @@ func TestQuorumLoss(t *testing.T) {
 // publishFailures reads hookgate_publish_failures_total by reason.
 func publishFailures(t *testing.T, g *hgtest.Gateway) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(g.MetricsURL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), `hookgate_publish_failures_total{reason="`); ok {
-			reason, v, _ := strings.Cut(rest, `"} `)
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("metric line %q", sc.Text())
-			}
-			out[reason] = f
+	for _, reason := range []string{"disconnected", "timeout", "error"} {
+		v, found, err := hgtest.Metric(g.MetricsURL, `hookgate_publish_failures_total{reason="`+reason+`"}`)
+		if err != nil || !found {
+			t.Fatalf("publish failures of reason %s: found %v, %v", reason, found, err)
 		}
+		out[reason] = v
 	}
 	return out
 }

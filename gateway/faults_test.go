@@ -396,23 +396,14 @@ func TestRateBudgetIsPerOrganization(t *testing.T) {
 
 func metricValue(t *testing.T, metricsURL, series string) float64 {
 	t.Helper()
-	resp, err := http.Get(metricsURL + "/metrics")
+	v, found, err := hgtest.Metric(metricsURL, series)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for line := range strings.Lines(string(body)) {
-		if rest, ok := strings.CutPrefix(line, series+" "); ok {
-			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return v
-		}
+	if !found {
+		t.Fatalf("%s not in /metrics", series)
 	}
-	t.Fatalf("%s not in /metrics", series)
-	return 0
+	return v
 }
 
 func TestSlowClientIsCutOffWhileOthersAreServed(t *testing.T) {

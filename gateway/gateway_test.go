@@ -365,23 +365,16 @@ func refusedWithin(t *testing.T, e *env, path, token string, d time.Duration) {
 }
 
 func metricAtLeast(metricsURL, series string, want float64) error {
-	resp, err := http.Get(metricsURL + "/metrics")
-	if err != nil {
+	v, found, err := hgtest.Metric(metricsURL, series)
+	switch {
+	case err != nil:
 		return err
+	case !found:
+		return fmt.Errorf("%s not found", series)
+	case v < want:
+		return fmt.Errorf("%s = %v, want >= %v", series, v, want)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for line := range strings.Lines(string(body)) {
-		if rest, ok := strings.CutPrefix(line, series+" "); ok {
-			var v float64
-			fmt.Sscan(rest, &v)
-			if v >= want {
-				return nil
-			}
-			return fmt.Errorf("%s = %v, want >= %v", series, v, want)
-		}
-	}
-	return fmt.Errorf("%s not found", series)
+	return nil
 }
 
 func TestRegistryRotateRenameRevoke(t *testing.T) {

@@ -162,6 +162,18 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 	h.metrics.Request(req.route, code, h.cfg.Now().Sub(start))
 }
 
+// failureReason is the publish_failures_total reason for a webhook that NATS
+// did not take, whether its publish or its token read failed.
+func (h *Handler) failureReason(err error) string {
+	switch {
+	case errors.Is(err, bus.ErrDisconnected) || !h.pub.Connected():
+		return metrics.PublishDisconnected
+	case errors.Is(err, bus.ErrPublishTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return metrics.PublishTimeout
+	}
+	return metrics.PublishError
+}
+
 // credKey names a credential's rate budget. A platform's own ids need only be
 // unique in their organization ("1", "default"), so the id alone could let
 // one tenant spend another's budget.
@@ -235,14 +247,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, req *request, now time.Time) i
 		// NATS could not answer for a token that memory does not vouch for
 		// (while NATS is down the cache is distrusted): the webhook is refused
 		// for the broker's sake, so it counts as a failure to publish.
-		reason := metrics.PublishError
-		switch {
-		case !h.pub.Connected():
-			reason = metrics.PublishDisconnected
-		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-			reason = metrics.PublishTimeout
-		}
-		h.metrics.PublishFailure(reason)
+		h.metrics.PublishFailure(h.failureReason(err))
 		h.logError("token lookup failed", req, err)
 		return h.refuse(ctx, req, errUnavailable, "", 1)
 	}
@@ -316,14 +321,7 @@ func (h *Handler) publish(ctx *fasthttp.RequestCtx, req *request, cred *auth.Cre
 	// finish their acks then. The publish timeout bounds the wait.
 	ack, err := h.pub.Publish(context.Background(), msg)
 	if err != nil {
-		reason := metrics.PublishError
-		switch {
-		case errors.Is(err, bus.ErrDisconnected):
-			reason = metrics.PublishDisconnected
-		case errors.Is(err, bus.ErrPublishTimeout):
-			reason = metrics.PublishTimeout
-		}
-		h.metrics.PublishFailure(reason)
+		h.metrics.PublishFailure(h.failureReason(err))
 		h.logError("publish failed", req, err)
 		return h.refuse(ctx, req, errUnavailable, "", 1)
 	}

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -161,6 +163,29 @@ func (g *Gateway) ReadyErr() error {
 		return fmt.Errorf("readyz %d: %s", resp.StatusCode, body)
 	}
 	return nil
+}
+
+// Metric scrapes metricsURL/metrics for one series, written as in the
+// exposition format (`name{label="v"}`, labels in name order); found is false
+// when the series is not there (yet).
+func Metric(metricsURL, series string) (v float64, found bool, err error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(metricsURL + "/metrics")
+	if err != nil {
+		return 0, false, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, false, err
+	}
+	for line := range strings.Lines(string(body)) {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			return v, err == nil, err
+		}
+	}
+	return 0, false, nil
 }
 
 // WaitNotReady waits up to timeout for /readyz to stop answering 200, after
