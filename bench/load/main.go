@@ -4,6 +4,8 @@
 //   - http ceiling: a fasthttp server answering 202 with no broker work;
 //   - broker ceiling: raw JetStream PublishAsync (256 in flight) of the same
 //     payload to a file stream, no HTTP;
+//   - broker ceiling with hookgate's message: the same with the headers the
+//     contract requires on every stored message (a unique Nats-Msg-Id each);
 //   - hand-written peer: net/http, a token map and a synchronous js.Publish
 //     per request (bench/peer);
 //   - hookgate: `hookgate serve` against the same broker, POST /v1/hits/{app}

@@ -133,7 +133,11 @@ func report(e *env, rows []row, took time.Duration) string {
 		b.WriteString(tableRow(r))
 	}
 	b.WriteString(`
-- rate: completed responses (broker ceiling: stored messages) per second.
+- rate: completed responses (broker ceilings: stored messages) per second.
+- broker ceiling, hookgate's message: the same payload with the headers the contract requires on every stored
+  message (Nats-Msg-Id unique per message, Hook-Org, Hook-App, Hook-Kind, Hook-Credential, Hook-Received-At,
+  Content-Type), as hookgate publishes it; not one of the issue's references, shown to tell the broker's
+  cost of the contract's message from the gateway's own work.
 - server CPU: the process serving HTTP (ceiling server, peer, hookgate); for the broker ceiling it is the publishing client.
 - broker CPU: the nats-server child; "-" where there is no broker or it shares the gateway's process.
 - CPU is user+system seconds from /proc/<pid>/stat (10 ms ticks), per 10,000 completed requests.
@@ -146,7 +150,7 @@ func report(e *env, rows []row, took time.Duration) string {
 	// Medians per measurement.
 	b.WriteString("\n### Medians over the runs\n\n")
 	b.WriteString("| measurement | rate | p50 | p99 | p99.9 | server CPU s/10k | broker CPU s/10k | server RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, name := range []string{rowHTTP, rowBroker, rowPeer, rowHG, rowHGHalf} {
+	for _, name := range []string{rowHTTP, rowBroker, rowBrokerM, rowPeer, rowHG, rowHGHalf} {
 		var rate, p50, p99, p999, cpu, brk, rss []float64
 		unit := ""
 		for _, r := range rows {
@@ -178,8 +182,8 @@ func report(e *env, rows []row, took time.Duration) string {
 
 	// Ratios per run.
 	b.WriteString("\n### hookgate's ratios\n\n")
-	b.WriteString("| run | hookgate req/s | vs net/http peer | combined limit 1/(1/http+1/broker) | vs combined limit | p99 at half peak (target rate) |\n|---:|---:|---:|---:|---:|---:|\n")
-	var vsPeer, vsComb, halfP99 []float64
+	b.WriteString("| run | hookgate req/s | vs net/http peer | combined limit 1/(1/http+1/broker) | vs combined limit | p99 at half peak (target rate) | combined limit with hookgate's message | vs it |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	var vsPeer, vsComb, vsCombMsg, halfP99 []float64
 	for run := 1; run <= e.o.runs; run++ {
 		get := func(name string) (row, bool) {
 			for _, r := range rows {
@@ -204,14 +208,24 @@ func report(e *env, rows []row, took time.Duration) string {
 			half = fmt.Sprintf("%s (%.0f/s)", fmtDur(h.res.p99), h.rateGoal)
 			halfP99 = append(halfP99, float64(h.res.p99))
 		}
-		fmt.Fprintf(&b, "| %d | %.0f | %.2f× | %.0f /s | %.2f× | %s |\n", run, hg.res.rate(), vp, comb, vc, half)
+		combMsg, vcm := "-", "-"
+		if bm, ok := get(rowBrokerM); ok {
+			c := 1 / (1/hc.res.rate() + 1/bm.res.rate())
+			combMsg, vcm = fmt.Sprintf("%.0f /s", c), fmt.Sprintf("%.2f×", hg.res.rate()/c)
+			vsCombMsg = append(vsCombMsg, hg.res.rate()/c)
+		}
+		fmt.Fprintf(&b, "| %d | %.0f | %.2f× | %.0f /s | %.2f× | %s | %s | %s |\n", run, hg.res.rate(), vp, comb, vc, half, combMsg, vcm)
 	}
 	if len(vsPeer) > 0 {
 		half := "-"
 		if len(halfP99) > 0 {
 			half = fmtDur(time.Duration(median(halfP99)))
 		}
-		fmt.Fprintf(&b, "| median | | %.2f× | | %.2f× | %s |\n", median(vsPeer), median(vsComb), half)
+		vcm := "-"
+		if len(vsCombMsg) > 0 {
+			vcm = fmt.Sprintf("%.2f×", median(vsCombMsg))
+		}
+		fmt.Fprintf(&b, "| median | | %.2f× | | %.2f× | %s | | %s |\n", median(vsPeer), median(vsComb), half, vcm)
 	}
 	return b.String()
 }

@@ -17,6 +17,7 @@ import (
 const (
 	rowHTTP    = "http ceiling"
 	rowBroker  = "broker ceiling"
+	rowBrokerM = "broker ceiling, hookgate's message"
 	rowPeer    = "net/http peer"
 	rowHG      = "hookgate"
 	rowHGHalf  = "hookgate @ half peak"
@@ -96,9 +97,15 @@ func runOnce(e *env, run int) (rows []row, err error) {
 	}
 	add(r)
 
-	// b. broker ceiling.
+	// b. broker ceiling, then with the message the contract makes of a
+	// webhook (its headers and a Nats-Msg-Id each).
 	quiet(rowBroker)
-	if r, err = measureBroker(b, e.body, d); err != nil {
+	if r, err = measureBroker(b, e.body, d, false); err != nil {
+		return rows, err
+	}
+	add(r)
+	quiet(rowBrokerM)
+	if r, err = measureBroker(b, e.body, d, true); err != nil {
 		return rows, err
 	}
 	add(r)
@@ -178,8 +185,9 @@ func measureHTTPCeiling(e *env, d time.Duration, conns int) (row, error) {
 }
 
 // measureBroker publishes the payload with PublishAsync, 256 in flight, to a
-// file stream for d, then waits for every ack.
-func measureBroker(b *broker, body []byte, d time.Duration) (row, error) {
+// file stream for d, then waits for every ack. With contractHeaders each
+// message also carries the headers hookgate must set (contractMsgs).
+func measureBroker(b *broker, body []byte, d time.Duration, contractHeaders bool) (row, error) {
 	const stream, subject = "BENCH", "bench.org.app.hits"
 	if err := b.ensureStream(stream, "bench"); err != nil {
 		return row{}, err
@@ -199,12 +207,21 @@ func measureBroker(b *broker, body []byte, d time.Duration) (row, error) {
 	start := time.Now()
 	deadline := start.Add(d)
 	var sent, pubErrs int64
+	msgs := newContractMsgs("bench", "app1", body)
+	publish := func() error {
+		if contractHeaders {
+			_, err := js.PublishMsgAsync(msgs.next())
+			return err
+		}
+		_, err := js.PublishAsync(subject, body)
+		return err
+	}
 	const maxMsgs = 50_000_000 // a bound on the loop besides the clock
 	for sent < maxMsgs {
 		if sent%64 == 0 && !time.Now().Before(deadline) {
 			break
 		}
-		if _, err := js.PublishAsync(subject, body); err != nil {
+		if err := publish(); err != nil {
 			pubErrs++
 			continue
 		}
@@ -218,7 +235,11 @@ func measureBroker(b *broker, body []byte, d time.Duration) (row, error) {
 	elapsed := time.Since(start)
 	stored := b.streamMsgs(stream) - before
 	res := loadResult{requests: stored, ok2xx: stored, elapsed: elapsed, errors: pubErrs + asyncErrs.Load(), genCPU: -1}
-	r := row{name: rowBroker, gen: "PublishAsync/256", unit: "msg/s", res: res, srvCPU: self.delta(), brkCPU: brk.delta(), stored: stored, counted: sent}
+	name, gen := rowBroker, "PublishAsync/256"
+	if contractHeaders {
+		name, gen = rowBrokerM, "PublishMsgAsync/256, contract headers"
+	}
+	r := row{name: name, gen: gen, unit: "msg/s", res: res, srvCPU: self.delta(), brkCPU: brk.delta(), stored: stored, counted: sent}
 	r.foreign = mach.foreign(r.brkCPU)
 	r.srvRSS, r.srvHWM, _ = memStatus(b.pid)
 	// The stream is not needed any more: keep the broker's disk and memory small.
