@@ -216,6 +216,14 @@ func TestTokenLifecycleThroughCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "curl -sS -X POST http://"+s.listen+"/v1/hits/shop") {
 		t.Fatalf("human issue output:\n%s", out)
 	}
+	_, rest, _ := strings.Cut(out, "Authorization: Bearer ")
+	printed, _, _ := strings.Cut(rest, "'")
+	if !strings.HasPrefix(printed, "hgh_") || strings.Count(out, printed) != 1 {
+		t.Fatalf("want the token exactly once, in the curl command:\n%s", out)
+	}
+	if c := post(t, s, "/v1/hits/shop", printed); c != 202 {
+		t.Fatalf("the printed command's token got %d", c)
+	}
 
 	if code := s.stop(); code != 0 {
 		t.Fatalf("serve exited %d", code)

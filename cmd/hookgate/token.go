@@ -94,14 +94,16 @@ func (p issuedPrinter) print(w io.Writer, verb string, is auth.Issued) error {
 	if c.ExpiresAt != nil {
 		fmt.Fprintf(w, ", expires %s", c.ExpiresAt.Format(time.RFC3339))
 	}
-	fmt.Fprintf(w, "\n\nToken (shown only now; store it in your sender's secret settings):\n\n  %s\n\n", is.Token)
+	// The token appears once, in a command that works as printed: one
+	// copy to find in a scrollback, and nothing to assemble by hand.
+	fmt.Fprintf(w, "\n\nThe token is the Bearer value in the command below. It is shown only now: store it in your\nsender's secret settings.\n")
 	route, app, body := "hits", c.App, `{"status":"firing","alerts":[]}`
 	if c.Kind == auth.KindDeploy {
 		route, body = "deploys", `{"version":"1.2.3","environment":"production"}`
 	}
 	if app == "" {
 		app = "my-app"
-		fmt.Fprintf(w, "This token works for any application of %s; replace my-app with yours.\n", c.Org)
+		fmt.Fprintf(w, "It works for any application of %s; replace my-app with yours.\n", c.Org)
 	}
 	fmt.Fprintf(w, "Try it:\n\n  curl -sS -X POST %s/v1/%s/%s \\\n    -H 'Authorization: Bearer %s' \\\n    -H 'Content-Type: application/json' \\\n    -d '%s'\n",
 		strings.TrimRight(p.GatewayURL, "/"), route, app, is.Token, body)
