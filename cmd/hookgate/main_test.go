@@ -294,7 +294,9 @@ func TestEnvSetsFlagsAndFlagsWin(t *testing.T) {
 
 func TestTailPrintsAcceptedWebhooks(t *testing.T) {
 	s := serve(t, t.TempDir(), "")
-	code, out, errOut := runCLI(t, noEnv, "token", "issue", "--org", "acme", "--kind", "hits", "--name", "n", "--json", "--nats-url", s.natsURL)
+	// Every NATS command takes the same names, so one set of flags fits all.
+	names := []string{"--nats-url", s.natsURL, "--stream", "HOOKS", "--subject-prefix", "hooks", "--tokens-bucket", "hookgate-tokens", "--replicas", "1"}
+	code, out, errOut := runCLI(t, noEnv, append([]string{"token", "issue", "--org", "acme", "--kind", "hits", "--name", "n", "--json"}, names...)...)
 	if code != 0 {
 		t.Fatalf("issue: %s", errOut)
 	}
@@ -305,7 +307,7 @@ func TestTailPrintsAcceptedWebhooks(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"tail", "--org", "acme", "--nats-url", s.natsURL}, noEnv, stdout, stderr)
+		done <- run(ctx, append([]string{"tail", "--org", "acme"}, names...), noEnv, stdout, stderr)
 	}()
 	hgtest.WaitFor(t, 10*time.Second, func() error {
 		if !strings.Contains(stderr.String(), "Waiting for webhooks on hooks.acme.*.*") {

@@ -18,6 +18,12 @@ type tailCmd struct {
 	App           string `help:"Only this application."`
 	Kind          string `enum:"hits,deploy," default:"" help:"Only this kind: hits or deploy."`
 	natsAuth
+
+	// Taken (hidden, unused) so that one set of NATS flags or HOOKGATE_
+	// variables works for every command, as the token commands take the
+	// stream names.
+	TokensBucket string `hidden:"" default:"hookgate-tokens"`
+	Replicas     int    `hidden:"" default:"1"`
 }
 
 func (c *tailCmd) Run(e *env) error {

@@ -22,6 +22,15 @@ type natsClient struct {
 	TokensBucket string `default:"hookgate-tokens" help:"JetStream key-value bucket of credentials."`
 	Replicas     int    `default:"1" help:"Replicas of the bucket if this command creates it."`
 	natsAuth
+	unusedStreamNames
+}
+
+// unusedStreamNames are the stream names serve and tail take. The token
+// commands accept them (hidden, unused), so one set of NATS flags or
+// HOOKGATE_ variables works for every command.
+type unusedStreamNames struct {
+	Stream        string `hidden:"" default:"HOOKS"`
+	SubjectPrefix string `hidden:"" default:"hooks"`
 }
 
 // registry connects and returns the credentials registry, creating the bucket
