@@ -138,10 +138,10 @@ func report(e *env, rows []row, took time.Duration) string {
   message (Nats-Msg-Id unique per message, Hook-Org, Hook-App, Hook-Kind, Hook-Credential, Hook-Received-At,
   Content-Type), as hookgate publishes it; not one of the issue's references, shown to tell the broker's
   cost of the contract's message from the gateway's own work.
-- server CPU: the process serving HTTP (ceiling server, peer, hookgate); for the broker ceiling it is the publishing client.
+- server CPU: the process serving HTTP (ceiling server, peer, hookgate); for the broker ceilings it is the publishing client.
 - broker CPU: the nats-server child; "-" where there is no broker or it shares the gateway's process.
 - CPU is user+system seconds from /proc/<pid>/stat (10 ms ticks), per 10,000 completed requests.
-- RSS: VmRSS / VmHWM of the server process after the measurement (broker ceiling: the nats-server's).
+- RSS: VmRSS / VmHWM of the server process after the measurement (broker ceilings: the nats-server's).
 - stored: messages the stream gained; it may exceed 2xx by the requests cut off when the generator stopped.
 - other procs CPU s: CPU seconds that processes outside the benchmark used during the measurement
   (/proc/stat busy time minus the benchmark's own processes); well above 0 means the figures are skewed.

@@ -229,7 +229,7 @@ func TestTokenLifecycleThroughCLI(t *testing.T) {
 		t.Fatalf("serve exited %d", code)
 	}
 	logs := s.stderr.String()
-	for _, tok := range []string{is.Token, rot.Token, ren.Token, hits.Token} {
+	for _, tok := range []string{is.Token, rot.Token, ren.Token, hits.Token, printed} {
 		if strings.Contains(logs, tok) {
 			t.Fatal("serve log holds a token")
 		}
@@ -294,8 +294,13 @@ func TestEnvSetsFlagsAndFlagsWin(t *testing.T) {
 
 func TestTailPrintsAcceptedWebhooks(t *testing.T) {
 	s := serve(t, t.TempDir(), "")
-	// Every NATS command takes the same names, so one set of flags fits all.
+	// Every NATS command takes the same names, so one set of flags or
+	// HOOKGATE_ variables fits all (tail gets both).
 	names := []string{"--nats-url", s.natsURL, "--stream", "HOOKS", "--subject-prefix", "hooks", "--tokens-bucket", "hookgate-tokens", "--replicas", "1"}
+	namesEnv := func(k string) string {
+		return map[string]string{"HOOKGATE_NATS_URL": s.natsURL, "HOOKGATE_STREAM": "HOOKS", "HOOKGATE_SUBJECT_PREFIX": "hooks",
+			"HOOKGATE_TOKENS_BUCKET": "hookgate-tokens", "HOOKGATE_REPLICAS": "1"}[k]
+	}
 	code, out, errOut := runCLI(t, noEnv, append([]string{"token", "issue", "--org", "acme", "--kind", "hits", "--name", "n", "--json"}, names...)...)
 	if code != 0 {
 		t.Fatalf("issue: %s", errOut)
@@ -307,7 +312,7 @@ func TestTailPrintsAcceptedWebhooks(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, append([]string{"tail", "--org", "acme"}, names...), noEnv, stdout, stderr)
+		done <- run(ctx, append([]string{"tail", "--org", "acme"}, names...), namesEnv, stdout, stderr)
 	}()
 	hgtest.WaitFor(t, 10*time.Second, func() error {
 		if !strings.Contains(stderr.String(), "Waiting for webhooks on hooks.acme.*.*") {

@@ -23,7 +23,7 @@ type tailCmd struct {
 	// variables works for every command, as the token commands take the
 	// stream names.
 	TokensBucket string `hidden:"" default:"hookgate-tokens"`
-	Replicas     int    `hidden:"" default:"1"`
+	Replicas     string `hidden:"" default:"1"` // a string: unused, so never refused
 }
 
 func (c *tailCmd) Run(e *env) error {

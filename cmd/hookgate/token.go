@@ -105,7 +105,7 @@ func (p issuedPrinter) print(w io.Writer, verb string, is auth.Issued) error {
 	}
 	// The token appears once, in a command that works as printed: one
 	// copy to find in a scrollback, and nothing to assemble by hand.
-	fmt.Fprintf(w, "\n\nThe token is the Bearer value in the command below. It is shown only now: store it in your\nsender's secret settings.\n")
+	fmt.Fprintf(w, "\n\nThe token is the Bearer value in the command below. It is shown only now: store it in your\nsender's secret settings.\n\n")
 	route, app, body := "hits", c.App, `{"status":"firing","alerts":[]}`
 	if c.Kind == auth.KindDeploy {
 		route, body = "deploys", `{"version":"1.2.3","environment":"production"}`
