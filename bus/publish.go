@@ -39,7 +39,8 @@ type Publisher struct {
 	nc      *nats.Conn
 	timeout time.Duration
 	resend  time.Duration
-	inbox   string // <inbox>.<id>.<attempt> is each publish's reply subject
+	window  atomic.Int64 // the stream's duplicate window in ns; 0: not known
+	inbox   string       // <inbox>.<id>.<attempt> is each publish's reply subject
 	sub     *nats.Subscription
 
 	mu      sync.Mutex
@@ -111,17 +112,32 @@ func (p *Publisher) Reconnected() {
 // all requests would queue on.
 func (p *Publisher) reconnectSignal() <-chan struct{} { return *p.reconnected.Load() }
 
+// SetDuplicateWindow tells the publisher the stream's duplicate window, which
+// bounds its re-sends (mayResend). Until it is called re-sends are not bounded.
+func (p *Publisher) SetDuplicateWindow(d time.Duration) { p.window.Store(int64(d)) }
+
+// mayResend says whether a re-send is still stored at most once. JetStream
+// drops a copy whose Nats-Msg-Id it stored within the duplicate window, so a
+// re-send goes out only while the first attempt is less than half the window
+// old (the other half is margin for the re-send's own way to the stream), or
+// when no earlier attempt may have been stored at all.
+func (p *Publisher) mayResend(first time.Time, maybeStored bool) bool {
+	w := time.Duration(p.window.Load())
+	return !maybeStored || w <= 0 || time.Since(first) < w/2
+}
+
 // Connected reports whether the connection is up.
 func (p *Publisher) Connected() bool { return p.nc.Status() == nats.CONNECTED }
 
 // Publish sends msg, which must carry a Nats-Msg-Id, and waits for its ack.
 // While NATS is disconnected it fails at once with ErrDisconnected. Without an
 // ack it re-sends the same message (the stream's duplicate window keeps one
-// copy) until the timeout, then fails with ErrPublishTimeout. A failure
-// promises nothing: the message may have been stored. Publish does not keep
-// msg after it returns: its caller may reuse it.
+// copy) while that is safe (mayResend), and fails with ErrPublishTimeout when
+// the timeout passes. A failure promises nothing: the message may have been
+// stored. Publish does not keep msg after it returns: its caller may reuse it.
 func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
-	deadline := time.Now().Add(p.timeout)
+	start := time.Now()
+	deadline := start.Add(p.timeout)
 	w := p.waiters.Get().(*waiter)
 	id := p.nextID.Add(1)
 	p.mu.Lock()
@@ -136,20 +152,26 @@ func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
 	var sent, notStored uint64
 	var subj [128]byte
 	for attempt := 1; ; attempt++ {
-		// No status check first: Status takes the connection's lock, which
-		// nats.go's flusher holds while it writes, and PublishMsg fails at
-		// once anyway while disconnected (publishes are never buffered).
 		reconnected := p.reconnectSignal()
-		r := strconv.AppendUint(append(subj[:0], p.inbox...), id, 10)
-		msg.Reply = string(strconv.AppendInt(append(r, '.'), int64(attempt), 10))
-		if err := p.nc.PublishMsg(msg); err != nil {
-			if !p.Connected() || errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) {
-				return Ack{}, ErrDisconnected
+		if attempt == 1 || p.mayResend(start, sent&^notStored != 0) {
+			// No status check first: Status takes the connection's lock,
+			// which nats.go's flusher holds while it writes, and PublishMsg
+			// fails at once anyway while disconnected (publishes are never
+			// buffered).
+			r := strconv.AppendUint(append(subj[:0], p.inbox...), id, 10)
+			msg.Reply = string(strconv.AppendInt(append(r, '.'), int64(attempt), 10))
+			if err := p.nc.PublishMsg(msg); err != nil {
+				if !p.Connected() || errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) {
+					return Ack{}, ErrDisconnected
+				}
+				return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, err)
 			}
-			return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, err)
+			sent |= attemptBit(attempt)
+			w.timer.Reset(min(p.resend, time.Until(deadline)))
+		} else {
+			// Only an ack of an earlier attempt can still come.
+			w.timer.Reset(time.Until(deadline))
 		}
-		sent |= attemptBit(attempt)
-		w.timer.Reset(min(p.resend, time.Until(deadline)))
 	wait:
 		select {
 		case r := <-w.done:

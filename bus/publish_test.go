@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +70,56 @@ func TestPublishDuplicateIsTheSendersOnly(t *testing.T) {
 			}
 			if ack.Seq != 7 || ack.Duplicate != c.want {
 				t.Fatalf("ack %+v, want seq 7 and duplicate %v", ack, c.want)
+			}
+		})
+	}
+}
+
+// Past half the stream's duplicate window a re-send could be stored as a
+// second copy, so the publisher only waits for an earlier attempt's ack then;
+// an attempt the stream refused (no responders) was not stored, so re-sending
+// it stays safe.
+func TestPublishResendsOnlyWithinHalfTheDuplicateWindow(t *testing.T) {
+	srv := hgtest.RunNATS(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	p, err := bus.NewPublisher(nc, 2*time.Second) // re-sends after ~667ms
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetDuplicateWindow(time.Second) // re-sends only in the first 500ms
+	ack := `{"stream":"HOOKS","seq":7}`
+	for _, c := range []struct {
+		name     string
+		answers  map[string]string
+		attempts int
+		stored   bool
+	}{
+		{"first attempt unanswered: no re-send, a timeout", map[string]string{"1": "", "2": ack}, 1, false},
+		{"first attempt refused: the re-send goes out", map[string]string{"1": "503", "2": ack}, 2, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			subject := "w." + strings.NewReplacer(" ", "_", ":", "", ",", "").Replace(c.name)
+			fakeStream(t, nc, subject, c.answers)
+			seen, err := nc.SubscribeSync(subject)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer seen.Unsubscribe()
+			msg := nats.NewMsg(subject)
+			msg.Header.Set(nats.MsgIdHdr, "g-1")
+			got, err := p.Publish(context.Background(), msg)
+			if c.stored && (err != nil || got.Seq != 7) {
+				t.Fatalf("ack %+v, err %v: want seq 7", got, err)
+			}
+			if !c.stored && !errors.Is(err, bus.ErrPublishTimeout) {
+				t.Fatalf("ack %+v, err %v: want a timeout", got, err)
+			}
+			if n, _, _ := seen.Pending(); n != c.attempts {
+				t.Fatalf("%d attempts went out, want %d", n, c.attempts)
 			}
 		})
 	}

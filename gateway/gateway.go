@@ -152,6 +152,7 @@ type Gateway struct {
 	embedded *server.Server
 	nc       *nats.Conn
 	pub      atomic.Pointer[bus.Publisher] // read by NATS callbacks
+	window   atomic.Int64                  // the stream's duplicate window last given to pub
 	store    *auth.Store
 	handler  *ingest.Handler
 	http     *fasthttp.Server
@@ -247,6 +248,7 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	pub.SetDuplicateWindow(cfg.DedupWindow) // until the stream says its own
 	g.pub.Store(pub)
 
 	g.handler = ingest.New(cfg.Ingest, g.store, pub, g.Metrics, g.log)
@@ -469,7 +471,22 @@ func (g *Gateway) ensure(ctx context.Context, js jetstream.JetStream) (jetstream
 		return nil, err
 	}
 	g.fitBroker(stream.CachedInfo().Config.MaxMsgSize)
+	g.followDuplicateWindow(stream.CachedInfo().Config.Duplicates)
 	return bus.EnsureBucket(ctx, js, g.cfg.TokensBucket, g.cfg.Replicas)
+}
+
+// followDuplicateWindow gives the publisher the stream's own duplicate window
+// (an existing stream keeps the operator's), which bounds its re-sends.
+func (g *Gateway) followDuplicateWindow(d time.Duration) {
+	p := g.pub.Load()
+	if p == nil || d <= 0 || int64(d) == g.window.Swap(int64(d)) {
+		return
+	}
+	p.SetDuplicateWindow(d)
+	if d/2 < g.cfg.PublishTimeout {
+		g.log.Warn("the stream's duplicate window is short: an unacknowledged publish is re-sent only in its first half, then waited for until --publish-timeout",
+			"stream", g.cfg.Stream, "duplicate_window", d, "publish_timeout", g.cfg.PublishTimeout)
+	}
 }
 
 // fitBroker makes --max-body agree with the broker: a body the broker would
@@ -545,13 +562,14 @@ func (g *Gateway) watchSetup(ctx context.Context) error {
 func (g *Gateway) findSetup(ctx context.Context, js jetstream.JetStream) (missing string, known bool) {
 	ctx, cancel := context.WithTimeout(ctx, setupCheckInterval)
 	defer cancel()
-	_, err := js.Stream(ctx, g.cfg.Stream)
+	s, err := js.Stream(ctx, g.cfg.Stream)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		return "stream " + g.cfg.Stream + " does not exist", true
 	case err != nil:
 		return "", false
 	}
+	g.followDuplicateWindow(s.CachedInfo().Config.Duplicates)
 	_, err = js.KeyValue(ctx, g.cfg.TokensBucket)
 	switch {
 	case errors.Is(err, jetstream.ErrBucketNotFound):

@@ -606,3 +606,31 @@ func TestExistingStreamIsLeftAlone(t *testing.T) {
 		t.Fatalf("serve changed the operator's stream: %+v", cfg)
 	}
 }
+
+// An existing stream keeps the operator's duplicate window, and the gateway's
+// re-sends follow that window, not --dedup-window: a window too short for
+// --publish-timeout is said in the log (the publisher's own tests show what
+// it changes).
+func TestResendsFollowTheStreamsDuplicateWindow(t *testing.T) {
+	srv := hgtest.RunNATS(t)
+	_, js := hgtest.Connect(t, srv.ClientURL())
+	_, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
+		Name: "HOOKS", Subjects: []string{"hooks.>"}, Duplicates: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := hgtest.StartGateway(t, srv.ClientURL(), nil) // --dedup-window 2m, --publish-timeout 5s
+	hgtest.WaitFor(t, 10*time.Second, func() error {
+		logs := gw.Logs.String()
+		if !strings.Contains(logs, "duplicate window is short") || !strings.Contains(logs, `"duplicate_window":2000000000`) {
+			return errors.New("no warning naming the stream's 2s window")
+		}
+		return nil
+	})
+	reg := hgtest.Registry(t, srv.ClientURL(), "")
+	is := hgtest.Issue(t, reg, auth.IssueRequest{Org: "acme", Kind: auth.KindHits, Name: "w"})
+	if code, out, _ := hgtest.Post(t, gw.URL+"/v1/hits/web", is.Token, []byte(`{}`), nil); code != 202 {
+		t.Fatalf("webhook: %d %s", code, out)
+	}
+}

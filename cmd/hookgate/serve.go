@@ -44,7 +44,7 @@ type serveCmd struct {
 	SubjectPrefix        string        `default:"hooks" help:"Subjects are <prefix>.<org>.<app>.<kind>."`
 	TokensBucket         string        `default:"hookgate-tokens" help:"JetStream key-value bucket of credentials."`
 	Replicas             int           `default:"1" help:"Replicas of the stream and bucket when serve creates them."`
-	DedupWindow          time.Duration `default:"2m" help:"The stream's duplicate window when serve creates it (Idempotency-Key horizon)."`
+	DedupWindow          time.Duration `default:"2m" help:"The stream's duplicate window when serve creates it: the Idempotency-Key horizon; the gateway re-sends an unacknowledged publish only in the first half of the stream's window."`
 	MaxBody              int           `default:"262144" help:"Largest accepted body, bytes."`
 	PublishTimeout       time.Duration `default:"5s" help:"Longest wait for the JetStream ack before 503."`
 	ReadTimeout          time.Duration `default:"10s" help:"Longest a client may take to send one whole request."`
