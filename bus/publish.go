@@ -55,8 +55,10 @@ type Publisher struct {
 }
 
 type waiter struct {
-	done  chan ackResult
-	timer *time.Timer
+	done    chan ackResult // the ack that ends the publish
+	poke    chan struct{}  // an attempt was refused (room for one; never blocks)
+	refused uint64         // attempts the stream refused (no responders); under Publisher.mu
+	timer   *time.Timer
 }
 
 type ackResult struct {
@@ -64,10 +66,6 @@ type ackResult struct {
 	attempt int
 	err     error
 }
-
-// errNoResponders is an ack saying no stream took the message (yet): during
-// a leader election, for example. The publisher re-sends until the timeout.
-var errNoResponders = errors.New("bus: no stream responded")
 
 // NewPublisher subscribes to its acks and returns a publisher that waits up
 // to timeout for each.
@@ -83,7 +81,7 @@ func NewPublisher(nc *nats.Conn, timeout time.Duration) (*Publisher, error) {
 	p.waiters.New = func() any {
 		t := time.NewTimer(time.Hour)
 		t.Stop()
-		return &waiter{done: make(chan ackResult, 1), timer: t}
+		return &waiter{done: make(chan ackResult, 1), poke: make(chan struct{}, 1), timer: t}
 	}
 	sub, err := nc.Subscribe(p.inbox+">", p.onAck)
 	if err != nil {
@@ -113,14 +111,19 @@ func (p *Publisher) Reconnected() {
 func (p *Publisher) reconnectSignal() <-chan struct{} { return *p.reconnected.Load() }
 
 // SetDuplicateWindow tells the publisher the stream's duplicate window, which
-// bounds its re-sends (mayResend). Until it is called re-sends are not bounded.
-func (p *Publisher) SetDuplicateWindow(d time.Duration) { p.window.Store(int64(d)) }
+// bounds its re-sends (mayResend), and returns the one it had. Until it is
+// called re-sends are not bounded.
+func (p *Publisher) SetDuplicateWindow(d time.Duration) (was time.Duration) {
+	return time.Duration(p.window.Swap(int64(d)))
+}
 
-// mayResend says whether a re-send is still stored at most once. JetStream
-// drops a copy whose Nats-Msg-Id it stored within the duplicate window, so a
-// re-send goes out only while the first attempt is less than half the window
-// old (the other half is margin for the re-send's own way to the stream), or
-// when no earlier attempt may have been stored at all.
+// mayResend says whether a re-send of one publish would not add a second copy
+// of it. JetStream drops a copy whose Nats-Msg-Id it stored within the
+// duplicate window, so a re-send goes out only while the first attempt is
+// less than half the window old, or when no earlier attempt may have been
+// stored at all. The other half is the margin for every copy's way to the
+// stream's duplicate check: it assumes none takes longer than that (a broker
+// stalled for half the window could still store two).
 func (p *Publisher) mayResend(first time.Time, maybeStored bool) bool {
 	w := time.Duration(p.window.Load())
 	return !maybeStored || w <= 0 || time.Since(first) < w/2
@@ -153,7 +156,11 @@ func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
 	var subj [128]byte
 	for attempt := 1; ; attempt++ {
 		reconnected := p.reconnectSignal()
-		if attempt == 1 || p.mayResend(start, sent&^notStored != 0) {
+		resend := attempt == 1 || p.mayResend(start, sent&^notStored != 0)
+		if !resend && !p.Connected() {
+			return Ack{}, ErrDisconnected // earlier attempts' acks went with the connection
+		}
+		if resend {
 			// No status check first: Status takes the connection's lock,
 			// which nats.go's flusher holds while it writes, and PublishMsg
 			// fails at once anyway while disconnected (publishes are never
@@ -167,33 +174,35 @@ func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
 				return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, err)
 			}
 			sent |= attemptBit(attempt)
-			w.timer.Reset(min(p.resend, time.Until(deadline)))
-		} else {
-			// Only an ack of an earlier attempt can still come.
-			w.timer.Reset(time.Until(deadline))
 		}
+		// Without a re-send only an ack of an earlier attempt can still
+		// come, or refusals of all of them, after which a re-send is safe
+		// again; the timer still comes round to notice a lost connection.
+		w.timer.Reset(min(p.resend, time.Until(deadline)))
 	wait:
 		select {
 		case r := <-w.done:
-			if errors.Is(r.err, errNoResponders) {
-				if r.attempt < 64 {
-					notStored |= attemptBit(r.attempt)
-				}
-				// Keep waiting for the timer, then re-send.
-				p.mu.Lock()
-				p.waiting[id] = w
-				p.mu.Unlock()
-				goto wait
-			}
 			taken = true
 			w.timer.Stop()
 			if r.err != nil {
 				return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, r.err)
 			}
+			if sent != attemptBit(r.attempt) { // more than this attempt went out
+				p.mu.Lock()
+				notStored = w.refused
+				p.mu.Unlock()
+			}
 			// Our own re-send finding an earlier copy of ours is not a
 			// duplicate the sender made.
 			r.ack.Duplicate = r.ack.Duplicate && r.attempt < 64 && sent&^notStored&^attemptBit(r.attempt) == 0
 			return r.ack, nil
+		case <-w.poke:
+			// Refused attempts were not stored. Keep waiting: for the
+			// timer to re-send, or for an ack of another attempt.
+			p.mu.Lock()
+			notStored = w.refused
+			p.mu.Unlock()
+			goto wait
 		case <-ctx.Done():
 			w.timer.Stop()
 			return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, ctx.Err())
@@ -220,7 +229,12 @@ func (p *Publisher) release(id uint64, w *waiter, taken bool) {
 	p.mu.Lock()
 	_, stillWaiting := p.waiting[id]
 	delete(p.waiting, id)
+	w.refused = 0
 	p.mu.Unlock()
+	select {
+	case <-w.poke: // no refusal comes once it is unregistered
+	default:
+	}
 	if !stillWaiting && !taken {
 		<-w.done // onAck took it and is sending (or sent) the result
 	}
@@ -246,6 +260,23 @@ func (p *Publisher) onAck(m *nats.Msg) {
 	if err1 != nil || err2 != nil {
 		return
 	}
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		// No stream took this attempt (during a leader election, say). The
+		// publish goes on waiting, perhaps for another attempt's ack right
+		// behind this, so its waiter stays registered: it is only told.
+		p.mu.Lock()
+		if w, ok := p.waiting[id]; ok {
+			if attempt < 64 {
+				w.refused |= attemptBit(attempt)
+			}
+			select {
+			case w.poke <- struct{}{}:
+			default:
+			}
+		}
+		p.mu.Unlock()
+		return
+	}
 	p.mu.Lock()
 	w, ok := p.waiting[id]
 	delete(p.waiting, id)
@@ -257,9 +288,6 @@ func (p *Publisher) onAck(m *nats.Msg) {
 }
 
 func (p *Publisher) parseAck(m *nats.Msg, attempt int) ackResult {
-	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
-		return ackResult{attempt: attempt, err: errNoResponders}
-	}
 	v, err := p.parser.ParseBytes(m.Data)
 	if err != nil {
 		return ackResult{attempt: attempt, err: fmt.Errorf("bad JetStream ack %q: %w", m.Data, err)}

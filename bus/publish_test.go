@@ -76,9 +76,10 @@ func TestPublishDuplicateIsTheSendersOnly(t *testing.T) {
 }
 
 // Past half the stream's duplicate window a re-send could be stored as a
-// second copy, so the publisher only waits for an earlier attempt's ack then;
-// an attempt the stream refused (no responders) was not stored, so re-sending
-// it stays safe.
+// second copy, so the publisher then only waits for an earlier attempt's ack.
+// Attempts the stream refused (no responders) were not stored: once all are
+// refused, re-sending is safe again. A refusal does not unregister the
+// publish: an ack of another attempt right behind it still arrives.
 func TestPublishResendsOnlyWithinHalfTheDuplicateWindow(t *testing.T) {
 	srv := hgtest.RunNATS(t)
 	nc, err := nats.Connect(srv.ClientURL())
@@ -86,29 +87,74 @@ func TestPublishResendsOnlyWithinHalfTheDuplicateWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	p, err := bus.NewPublisher(nc, 2*time.Second) // re-sends after ~667ms
+	p, err := bus.NewPublisher(nc, 2*time.Second) // timer re-sends after ~667ms
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.SetDuplicateWindow(time.Second) // re-sends only in the first 500ms
-	ack := `{"stream":"HOOKS","seq":7}`
+	const ack = `{"stream":"HOOKS","seq":7}`
+	refuse := func(reply string) {
+		r := nats.NewMsg(reply)
+		r.Header.Set("Status", "503")
+		_ = nc.PublishMsg(r)
+	}
 	for _, c := range []struct {
 		name     string
-		answers  map[string]string
-		attempts int
-		stored   bool
+		window   time.Duration
+		answer   func(attempt, reply string, replies map[string]string) // runs on the stream's subscription
+		attempts int                                                    // that went out
+		stored   bool                                                   // an ack, else a timeout
 	}{
-		{"first attempt unanswered: no re-send, a timeout", map[string]string{"1": "", "2": ack}, 1, false},
-		{"first attempt refused: the re-send goes out", map[string]string{"1": "503", "2": ack}, 2, true},
+		{"first attempt unanswered, re-send inside half the window", 10 * time.Second,
+			func(a, reply string, _ map[string]string) {
+				if a != "1" {
+					_ = nc.Publish(reply, []byte(ack))
+				}
+			}, 2, true},
+		{"first attempt unanswered, no re-send past half the window", time.Second,
+			func(a, reply string, _ map[string]string) {
+				if a != "1" {
+					_ = nc.Publish(reply, []byte(ack))
+				}
+			}, 1, false},
+		{"first attempt refused at once, re-sent past half the window", time.Second,
+			func(a, reply string, _ map[string]string) {
+				if a == "1" {
+					refuse(reply)
+				} else {
+					_ = nc.Publish(reply, []byte(ack))
+				}
+			}, 2, true},
+		{"first attempt refused late, re-sent once refused", time.Second,
+			func(a, reply string, _ map[string]string) {
+				if a == "1" {
+					time.AfterFunc(700*time.Millisecond, func() { refuse(reply) })
+				} else {
+					_ = nc.Publish(reply, []byte(ack))
+				}
+			}, 2, true},
+		{"re-send refused, the first attempt's ack right behind it", 3 * time.Second,
+			func(a, reply string, replies map[string]string) {
+				replies[a] = reply
+				if a == "2" {
+					refuse(reply)
+					_ = nc.Publish(replies["1"], []byte(ack))
+				}
+			}, 2, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			subject := "w." + strings.NewReplacer(" ", "_", ":", "", ",", "").Replace(c.name)
-			fakeStream(t, nc, subject, c.answers)
-			seen, err := nc.SubscribeSync(subject)
+			p.SetDuplicateWindow(c.window)
+			subject := "w." + strings.NewReplacer(" ", "_", ",", "").Replace(c.name)
+			replies := map[string]string{}
+			sent := make(chan string, 16)
+			sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+				a := m.Reply[strings.LastIndexByte(m.Reply, '.')+1:]
+				sent <- a
+				c.answer(a, m.Reply, replies)
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer seen.Unsubscribe()
+			defer sub.Unsubscribe()
 			msg := nats.NewMsg(subject)
 			msg.Header.Set(nats.MsgIdHdr, "g-1")
 			got, err := p.Publish(context.Background(), msg)
@@ -118,7 +164,7 @@ func TestPublishResendsOnlyWithinHalfTheDuplicateWindow(t *testing.T) {
 			if !c.stored && !errors.Is(err, bus.ErrPublishTimeout) {
 				t.Fatalf("ack %+v, err %v: want a timeout", got, err)
 			}
-			if n, _, _ := seen.Pending(); n != c.attempts {
+			if n := len(sent); n != c.attempts {
 				t.Fatalf("%d attempts went out, want %d", n, c.attempts)
 			}
 		})

@@ -152,7 +152,6 @@ type Gateway struct {
 	embedded *server.Server
 	nc       *nats.Conn
 	pub      atomic.Pointer[bus.Publisher] // read by NATS callbacks
-	window   atomic.Int64                  // the stream's duplicate window last given to pub
 	store    *auth.Store
 	handler  *ingest.Handler
 	http     *fasthttp.Server
@@ -248,7 +247,6 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	pub.SetDuplicateWindow(cfg.DedupWindow) // until the stream says its own
 	g.pub.Store(pub)
 
 	g.handler = ingest.New(cfg.Ingest, g.store, pub, g.Metrics, g.log)
@@ -479,10 +477,9 @@ func (g *Gateway) ensure(ctx context.Context, js jetstream.JetStream) (jetstream
 // (an existing stream keeps the operator's), which bounds its re-sends.
 func (g *Gateway) followDuplicateWindow(d time.Duration) {
 	p := g.pub.Load()
-	if p == nil || d <= 0 || int64(d) == g.window.Swap(int64(d)) {
+	if p == nil || d <= 0 || p.SetDuplicateWindow(d) == d {
 		return
 	}
-	p.SetDuplicateWindow(d)
 	if d/2 < g.cfg.PublishTimeout {
 		g.log.Warn("the stream's duplicate window is short: an unacknowledged publish is re-sent only in its first half, then waited for until --publish-timeout",
 			"stream", g.cfg.Stream, "duplicate_window", d, "publish_timeout", g.cfg.PublishTimeout)
