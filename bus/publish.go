@@ -154,8 +154,12 @@ func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
 	// attempt of ours may have been stored.
 	var sent, notStored uint64
 	var subj [128]byte
+	lastSend := start
 	for attempt := 1; ; attempt++ {
 		reconnected := p.reconnectSignal()
+		if attempt > 1 {
+			notStored = p.refused(w) // a refusal may have come with the timer
+		}
 		resend := attempt == 1 || p.mayResend(start, sent&^notStored != 0)
 		if !resend && !p.Connected() {
 			return Ack{}, ErrDisconnected // earlier attempts' acks went with the connection
@@ -174,6 +178,9 @@ func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
 				return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, err)
 			}
 			sent |= attemptBit(attempt)
+			if attempt > 1 {
+				lastSend = time.Now()
+			}
 		}
 		// Without a re-send only an ack of an earlier attempt can still
 		// come, or refusals of all of them, after which a re-send is safe
@@ -188,32 +195,44 @@ func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
 				return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, r.err)
 			}
 			if sent != attemptBit(r.attempt) { // more than this attempt went out
-				p.mu.Lock()
-				notStored = w.refused
-				p.mu.Unlock()
+				notStored = p.refused(w)
 			}
 			// Our own re-send finding an earlier copy of ours is not a
 			// duplicate the sender made.
 			r.ack.Duplicate = r.ack.Duplicate && r.attempt < 64 && sent&^notStored&^attemptBit(r.attempt) == 0
 			return r.ack, nil
 		case <-w.poke:
-			// Refused attempts were not stored. Keep waiting: for the
-			// timer to re-send, or for an ack of another attempt.
-			p.mu.Lock()
-			notStored = w.refused
-			p.mu.Unlock()
+			// Refused attempts were not stored. Keep waiting for an ack of
+			// another attempt, or for the timer to re-send: at the usual
+			// pace from the last send, now that re-sending is safe again.
+			notStored = p.refused(w)
+			if sent&^notStored == 0 {
+				w.timer.Reset(min(max(0, time.Until(lastSend.Add(p.resend))), time.Until(deadline)))
+			}
 			goto wait
 		case <-ctx.Done():
 			w.timer.Stop()
 			return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, ctx.Err())
 		case <-reconnected:
 			w.timer.Stop()
+			if !p.mayResend(start, sent&^p.refused(w) != 0) {
+				// The acks of earlier attempts went with the old connection,
+				// and a re-send could be stored twice.
+				return Ack{}, ErrDisconnected
+			}
 		case <-w.timer.C:
 		}
 		if !time.Now().Before(deadline) {
 			return Ack{}, ErrPublishTimeout
 		}
 	}
+}
+
+// refused returns the attempts of w's publish that the stream refused.
+func (p *Publisher) refused(w *waiter) uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return w.refused
 }
 
 // attemptBit is attempt's bit in a set of attempts, for attempts 1 to 63.

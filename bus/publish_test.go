@@ -127,7 +127,7 @@ func TestPublishResendsOnlyWithinHalfTheDuplicateWindow(t *testing.T) {
 		{"first attempt refused late, re-sent once refused", time.Second,
 			func(a, reply string, _ map[string]string) {
 				if a == "1" {
-					time.AfterFunc(700*time.Millisecond, func() { refuse(reply) })
+					time.AfterFunc(time.Second, func() { refuse(reply) }) // after the pass at ~667ms
 				} else {
 					_ = nc.Publish(reply, []byte(ack))
 				}
@@ -168,5 +168,57 @@ func TestPublishResendsOnlyWithinHalfTheDuplicateWindow(t *testing.T) {
 				t.Fatalf("%d attempts went out, want %d", n, c.attempts)
 			}
 		})
+	}
+}
+
+// A reconnect past half the window ends the publish with ErrDisconnected at
+// once: the acks of its attempts went with the old connection, and a re-send
+// could be stored twice. Inside half the window it re-sends instead.
+func TestPublishReconnectPastHalfTheWindow(t *testing.T) {
+	srv := hgtest.RunNATS(t)
+	var p *bus.Publisher
+	nc, err := nats.Connect(srv.ClientURL(), nats.ReconnectWait(10*time.Millisecond),
+		nats.ReconnectHandler(func(*nats.Conn) { p.Reconnected() }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if p, err = bus.NewPublisher(nc, 3*time.Second); err != nil { // timer re-sends after 1s
+		t.Fatal(err)
+	}
+	sent := make(chan struct{}, 16)
+	sub, err := nc.Subscribe("r.unanswered", func(*nats.Msg) { sent <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	for _, c := range []struct {
+		window   time.Duration
+		want     error
+		attempts int
+	}{
+		{time.Second, bus.ErrDisconnected, 1},   // the reconnect at ~700ms is past 500ms
+		{time.Minute, bus.ErrPublishTimeout, 3}, // re-sent at the reconnect and at ~1.7s, never answered
+	} {
+		p.SetDuplicateWindow(c.window)
+		for len(sent) > 0 {
+			<-sent
+		}
+		reconnect := time.AfterFunc(700*time.Millisecond, func() { _ = nc.ForceReconnect() })
+		msg := nats.NewMsg("r.unanswered")
+		msg.Header.Set(nats.MsgIdHdr, "g-2")
+		begin := time.Now()
+		_, err := p.Publish(context.Background(), msg)
+		reconnect.Stop()
+		took := time.Since(begin)
+		if !errors.Is(err, c.want) {
+			t.Fatalf("window %s: err %v after %s, want %v", c.window, err, took, c.want)
+		}
+		if c.want == bus.ErrDisconnected && took > 2*time.Second {
+			t.Fatalf("window %s: ErrDisconnected only after %s", c.window, took)
+		}
+		if n := len(sent); n < c.attempts {
+			t.Fatalf("window %s: %d attempts reached the server, want %d", c.window, n, c.attempts)
+		}
 	}
 }
