@@ -36,19 +36,25 @@ func fakeStream(t *testing.T, nc *nats.Conn, subject string, answers map[string]
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 }
 
+// newPublisher connects to a fresh server and returns a publisher on it.
+func newPublisher(t *testing.T, timeout time.Duration) (*nats.Conn, *bus.Publisher) {
+	t.Helper()
+	nc, err := nats.Connect(hgtest.RunNATS(t).ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	p, err := bus.NewPublisher(nc, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, p
+}
+
 // A "duplicate" ack is the sender's only when no other attempt of the
 // gateway's own may have been stored.
 func TestPublishDuplicateIsTheSendersOnly(t *testing.T) {
-	srv := hgtest.RunNATS(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	p, err := bus.NewPublisher(nc, 2*time.Second) // re-sends after ~667ms
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, p := newPublisher(t, 2*time.Second) // re-sends after ~667ms
 	dup := `{"stream":"HOOKS","seq":7,"duplicate":true}`
 	for _, c := range []struct {
 		name    string
@@ -81,16 +87,7 @@ func TestPublishDuplicateIsTheSendersOnly(t *testing.T) {
 // refused, re-sending is safe again. A refusal does not unregister the
 // publish: an ack of another attempt right behind it still arrives.
 func TestPublishResendsOnlyWithinHalfTheDuplicateWindow(t *testing.T) {
-	srv := hgtest.RunNATS(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	p, err := bus.NewPublisher(nc, 2*time.Second) // timer re-sends after ~667ms
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, p := newPublisher(t, 2*time.Second) // timer re-sends after ~667ms
 	const ack = `{"stream":"HOOKS","seq":7}`
 	refuse := func(reply string) {
 		r := nats.NewMsg(reply)
