@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -264,13 +265,7 @@ func (p *Publisher) release(id uint64, w *waiter, taken bool) {
 func (p *Publisher) onAck(m *nats.Msg) {
 	// Subject: <inbox><id>.<attempt>
 	rest := m.Subject[len(p.inbox):]
-	dot := -1
-	for i := 0; i < len(rest); i++ {
-		if rest[i] == '.' {
-			dot = i
-			break
-		}
-	}
+	dot := strings.IndexByte(rest, '.')
 	if dot < 0 {
 		return
 	}

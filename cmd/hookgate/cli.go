@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/hookgate/hookgate/auth"
 )
 
 // Exit statuses of the contract.
@@ -85,6 +87,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 type usageError struct{ error }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// checkNames is a usage error for the first given (non-empty) organization or
+// application flag that is not a valid name; pairs are flag, value.
+func checkNames(pairs ...string) error {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if v := pairs[i+1]; v != "" && !auth.ValidName([]byte(v)) {
+			return usagef("%s %q: want ^[a-z0-9][a-z0-9_-]{0,62}$", pairs[i], v)
+		}
+	}
+	return nil
+}
 
 // envResolver reads HOOKGATE_* variables through getenv, so run does not
 // depend on the process environment.

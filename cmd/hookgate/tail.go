@@ -6,7 +6,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/hookgate/hookgate/auth"
 	"github.com/hookgate/hookgate/bus"
 )
 
@@ -27,10 +26,8 @@ type tailCmd struct {
 }
 
 func (c *tailCmd) Run(e *env) error {
-	for _, n := range []struct{ flag, v string }{{"--org", c.Org}, {"--app", c.App}} {
-		if n.v != "" && !auth.ValidName([]byte(n.v)) {
-			return usagef("%s %q: want ^[a-z0-9][a-z0-9_-]{0,62}$", n.flag, n.v)
-		}
+	if err := checkNames("--org", c.Org, "--app", c.App); err != nil {
+		return err
 	}
 	nc, err := bus.Dial(c.conn(c.NatsURL, "hookgate-tail"))
 	if err != nil {

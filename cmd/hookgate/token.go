@@ -130,14 +130,14 @@ type tokenIssueCmd struct {
 }
 
 func (c *tokenIssueCmd) Run(e *env) error {
-	if !auth.ValidName([]byte(c.Org)) {
-		return usagef("--org %q: want ^[a-z0-9][a-z0-9_-]{0,62}$", c.Org)
+	if c.Org == "" {
+		return usagef("--org is required")
 	}
 	if c.Kind == string(auth.KindDeploy) && c.App == "" {
 		return usagef("--app is required for a deploy credential")
 	}
-	if c.App != "" && !auth.ValidName([]byte(c.App)) {
-		return usagef("--app %q: want ^[a-z0-9][a-z0-9_-]{0,62}$", c.App)
+	if err := checkNames("--org", c.Org, "--app", c.App); err != nil {
+		return err
 	}
 	if c.Expires < 0 {
 		return usagef("--expires %s: must be positive", c.Expires)
@@ -228,8 +228,8 @@ type tokenListCmd struct {
 }
 
 func (c *tokenListCmd) Run(e *env) error {
-	if c.Org != "" && !auth.ValidName([]byte(c.Org)) {
-		return usagef("--org %q: want ^[a-z0-9][a-z0-9_-]{0,62}$", c.Org)
+	if err := checkNames("--org", c.Org); err != nil {
+		return err
 	}
 	reg, nc, err := c.registry(e.ctx)
 	if err != nil {
