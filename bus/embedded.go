@@ -48,10 +48,40 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus: embedded server: %w", err)
 	}
+	// The server logs nothing (NoLog), except what stops it from starting:
+	// a port in use or a data dir it cannot use. Without that, a failed
+	// start would only show as a 30 s wait for readiness.
+	fatal := &startFailure{err: make(chan string, 1)}
+	s.SetLoggerV2(fatal, false, false, false)
 	go s.Start()
-	if !s.ReadyForConnections(30 * time.Second) {
+	ready := make(chan bool, 1)
+	go func() { ready <- s.ReadyForConnections(30 * time.Second) }()
+	select {
+	case ok := <-ready:
+		if ok {
+			return s, nil
+		}
 		s.Shutdown()
-		return nil, fmt.Errorf("bus: embedded server on %s did not start (port in use, or data dir %q not writable?)", cfg.Listen, cfg.DataDir)
+		return nil, fmt.Errorf("bus: embedded server on %s did not start within 30s (data dir %q)", cfg.Listen, cfg.DataDir)
+	case msg := <-fatal.err:
+		s.Shutdown()
+		return nil, fmt.Errorf("bus: embedded server on %s (data dir %q): %s", cfg.Listen, cfg.DataDir, msg)
 	}
-	return s, nil
 }
+
+// startFailure is the embedded server's logger: it keeps the first fatal
+// message, which nats-server logs instead of returning an error from Start,
+// and drops everything else.
+type startFailure struct{ err chan string }
+
+func (f *startFailure) Fatalf(format string, v ...any) {
+	select {
+	case f.err <- fmt.Sprintf(format, v...):
+	default:
+	}
+}
+func (*startFailure) Noticef(string, ...any) {}
+func (*startFailure) Warnf(string, ...any)   {}
+func (*startFailure) Errorf(string, ...any)  {}
+func (*startFailure) Debugf(string, ...any)  {}
+func (*startFailure) Tracef(string, ...any)  {}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,6 +128,17 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// ConfigError is a Config that Start refused before opening anything: a
+// mistake of whoever wrote it, not of the machine.
+type ConfigError struct{ Err error }
+
+// Error puts Validate's joined problems on one line.
+func (e *ConfigError) Error() string {
+	return "gateway: config: " + strings.ReplaceAll(e.Err.Error(), "\n", "; ")
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
 func validSubjectToken(s string, dots bool) bool {
 	if s == "" || len(s) > 255 {
 		return false
@@ -172,24 +184,64 @@ type Gateway struct {
 // Start brings the gateway up and returns once both listeners listen. NATS
 // may still be unreachable: the gateway then answers 503 and /readyz says why
 // until it is. Cancel ctx to shut it down; Wait returns when it is down.
-func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
+func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("gateway: config: %w", err)
+		return nil, &ConfigError{err}
 	}
-	g = &Gateway{cfg: cfg, log: cfg.Logger, Metrics: metrics.New(cfg.Version, cfg.Metrics), done: make(chan struct{}), fatal: make(chan error, 1)}
-	defer func() {
-		if err != nil {
-			g.closeAll()
+	g := &Gateway{cfg: cfg, log: cfg.Logger, Metrics: metrics.New(cfg.Version, cfg.Metrics), done: make(chan struct{}), fatal: make(chan error, 1)}
+	if err := g.start(ctx, cfg); err != nil {
+		if g.ln != nil && cfg.Listener == nil {
+			g.ln.Close() // ours: a later step failed
 		}
-	}()
+		if g.mln != nil && cfg.MetricsLn == nil {
+			g.mln.Close()
+		}
+		g.closeAll()
+		return nil, err
+	}
+	return g, nil
+}
+
+// start opens the gateway's parts in order; on error Start closes what it
+// opened. The listeners accept nothing until run serves them.
+func (g *Gateway) start(ctx context.Context, cfg Config) error {
+	var err error
+	// Listeners first: a port in use or a bad certificate fails at once,
+	// before the embedded server spends time recovering its store.
+	var tlsConf *tls.Config
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		if tlsConf, err = ingest.TLSConfig(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+	}
+	if g.ln = cfg.Listener; g.ln == nil {
+		if g.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("gateway: webhook listener: %w", err)
+		}
+	}
+	g.ln = ingest.LimitConns(g.ln, ingest.ConnLimits{
+		PerAddress: cfg.Server.MaxConnsPerIP,
+		Total:      cfg.Server.MaxConns,
+		Plain:      tlsConf == nil,
+		Refused:    func(status int) { g.Metrics.Request(metrics.RouteOther, status, 0) },
+		Logger:     g.log,
+	})
+	if tlsConf != nil {
+		g.ln = tls.NewListener(g.ln, tlsConf)
+	}
+	if g.mln = cfg.MetricsLn; g.mln == nil {
+		if g.mln, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			return fmt.Errorf("gateway: metrics listener: %w", err)
+		}
+	}
 
 	natsURL := cfg.NATS.URL
 	mode := "url"
 	if natsURL == "" {
 		mode = "embedded"
 		if err := g.startEmbedded(); err != nil {
-			return nil, err
+			return err
 		}
 		natsURL = g.embedded.ClientURL()
 	}
@@ -198,7 +250,7 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 		cfg.Cache.Logger = g.log
 	}
 	if g.store, err = auth.NewStore(bucketSource{g}, g.Metrics, cfg.Cache); err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
+		return fmt.Errorf("gateway: %w", err)
 	}
 	conn := cfg.NATS
 	conn.URL = natsURL
@@ -240,44 +292,17 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 		},
 	}, extra...)
 	if err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
+		return fmt.Errorf("gateway: %w", err)
 	}
 	g.Metrics.SetNATSConnected(g.nc.IsConnected())
 	pub, err := bus.NewPublisher(g.nc, cfg.PublishTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
+		return fmt.Errorf("gateway: %w", err)
 	}
 	g.pub.Store(pub)
 
 	g.handler = ingest.New(cfg.Ingest, g.store, pub, g.Metrics, g.log)
 	g.http = ingest.NewServer(cfg.Server, g.handler)
-	var tlsConf *tls.Config
-	if cfg.TLSCert != "" || cfg.TLSKey != "" {
-		if tlsConf, err = ingest.TLSConfig(cfg.TLSCert, cfg.TLSKey); err != nil {
-			return nil, fmt.Errorf("gateway: %w", err)
-		}
-	}
-	if g.ln = cfg.Listener; g.ln == nil {
-		if g.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-			return nil, fmt.Errorf("gateway: webhook listener: %w", err)
-		}
-	}
-	g.ln = ingest.LimitConns(g.ln, ingest.ConnLimits{
-		PerAddress: cfg.Server.MaxConnsPerIP,
-		Total:      cfg.Server.MaxConns,
-		Plain:      tlsConf == nil,
-		Refused:    func(status int) { g.Metrics.Request(metrics.RouteOther, status, 0) },
-		Logger:     g.log,
-	})
-	if tlsConf != nil {
-		g.ln = tls.NewListener(g.ln, tlsConf)
-	}
-	if g.mln = cfg.MetricsLn; g.mln == nil {
-		if g.mln, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
-			return nil, fmt.Errorf("gateway: metrics listener: %w", err)
-		}
-	}
-
 	runCtx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
 	go g.run(ctx, runCtx)
@@ -285,7 +310,7 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 	g.log.Info("hookgate started", "version", cfg.Version, "listen", g.ln.Addr().String(), "tls", tlsConf != nil,
 		"metrics_listen", g.mln.Addr().String(), "nats_mode", mode, "nats_url", redactURL(natsURL),
 		"stream", cfg.Stream, "bucket", cfg.TokensBucket, "subject_prefix", cfg.SubjectPrefix)
-	return g, nil
+	return nil
 }
 
 // Addr is the webhook listener's address.

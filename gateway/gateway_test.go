@@ -8,8 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -632,5 +635,66 @@ func TestResendsFollowTheStreamsDuplicateWindow(t *testing.T) {
 	is := hgtest.Issue(t, reg, auth.IssueRequest{Org: "acme", Kind: auth.KindHits, Name: "w"})
 	if code, out, _ := hgtest.Post(t, gw.URL+"/v1/hits/web", is.Token, []byte(`{}`), nil); code != 202 {
 		t.Fatalf("webhook: %d %s", code, out)
+	}
+}
+
+// A start that fails returns its error (no panic) at once and closes what it
+// opened: the embedded server and the listeners, so that the same data dir
+// and ports serve the next start.
+func TestFailedStartClosesWhatItOpened(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := t.TempDir()
+	webhook, metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	base := func(c *gateway.Config) {
+		c.Listener, c.MetricsLn = nil, nil
+		c.Listen, c.MetricsListen = webhook, metricsAddr
+		c.DataDir = dir
+	}
+	notADir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notADir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, want string
+		change     func(*gateway.Config)
+	}{
+		{"webhook port in use", "webhook listener", func(c *gateway.Config) { c.Listen = busy.Addr().String() }},
+		{"metrics port in use", "metrics listener", func(c *gateway.Config) { c.MetricsListen = busy.Addr().String() }},
+		{"embedded NATS port in use", "address already in use", func(c *gateway.Config) { c.EmbeddedListen = busy.Addr().String() }},
+		{"data dir is a file", "JetStream", func(c *gateway.Config) { c.DataDir = notADir }},
+		{"missing certificate", "certificate", func(c *gateway.Config) {
+			c.TLSCert, c.TLSKey = filepath.Join(dir, "no.crt"), filepath.Join(dir, "no.key")
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := gateway.Config{EmbeddedListen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}
+			base(&cfg)
+			tt.change(&cfg)
+			began := time.Now()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			g, err := gateway.Start(ctx, cfg)
+			if err == nil {
+				cancel()
+				g.Wait()
+				t.Fatal("started")
+			}
+			if g != nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Start = %v, %v; want nil and an error naming %q", g, err, tt.want)
+			}
+			// The embedded server's readiness wait is 30 s: a failure it
+			// reports must not wait for it.
+			if took := time.Since(began); took > 10*time.Second {
+				t.Fatalf("the failure took %v", took)
+			}
+			// The same ports and data dir start a gateway now.
+			gw := hgtest.StartGateway(t, "", func(c *gateway.Config) { base(c) })
+			gw.Stop()
+		})
 	}
 }

@@ -237,6 +237,16 @@ func TestTokenLifecycleThroughCLI(t *testing.T) {
 }
 
 func TestExitCodesAndHelp(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	serveOn := func(listen, metricsListen, natsListen string) []string {
+		return []string{"serve", "--listen", listen, "--metrics-listen", metricsListen,
+			"--embedded-nats-listen", natsListen, "--data-dir", t.TempDir()}
+	}
+	inUse := busy.Addr().String()
 	tests := []struct {
 		name string
 		args []string
@@ -254,6 +264,13 @@ func TestExitCodesAndHelp(t *testing.T) {
 		{"bad org", []string{"token", "issue", "--org", "Acme.>", "--kind", "hits", "--name", "n"}, 2, ""},
 		{"NATS down", []string{"token", "list", "--nats-url", "nats://" + freeAddr(t)}, 1, ""},
 		{"list with a bad org", []string{"token", "list", "--org", "BAD", "--nats-url", "nats://" + freeAddr(t)}, 2, "--org"},
+		{"serve with 9 replicas", append(serveOn(freeAddr(t), freeAddr(t), freeAddr(t)), "--replicas", "9"), 2, "replicas"},
+		{"serve with a wildcard prefix", append(serveOn(freeAddr(t), freeAddr(t), freeAddr(t)), "--subject-prefix", "a.*"), 2, "subject prefix"},
+		{"serve with a certificate but no key", append(serveOn(freeAddr(t), freeAddr(t), freeAddr(t)), "--tls-cert", "c.pem"), 2, "--tls-key"},
+		{"a NATS password without a user", []string{"token", "list", "--nats-password", "p", "--nats-url", "nats://" + freeAddr(t)}, 2, "--nats-user"},
+		{"serve on a webhook port in use", serveOn(inUse, freeAddr(t), freeAddr(t)), 1, "address already in use"},
+		{"serve on a metrics port in use", serveOn(freeAddr(t), inUse, freeAddr(t)), 1, "address already in use"},
+		{"serve on an embedded NATS port in use", serveOn(freeAddr(t), freeAddr(t), inUse), 1, "address already in use"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -8,6 +9,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/hookgate/hookgate/bus"
 	"github.com/hookgate/hookgate/gateway"
@@ -25,6 +28,16 @@ type natsAuth struct {
 	NatsTLSCA    string `name:"nats-tls-ca" placeholder:"FILE" help:"CA certificate to verify the NATS server."`
 	NatsTLSCert  string `name:"nats-tls-cert" placeholder:"FILE" help:"Client certificate for NATS (with --nats-tls-key)."`
 	NatsTLSKey   string `name:"nats-tls-key" placeholder:"FILE" help:"Client key for NATS."`
+}
+
+// dial connects with the auth flags; flags that do not go together are a
+// usage error (exit 2), not a failure to connect.
+func (a natsAuth) dial(url, name string) (*nats.Conn, error) {
+	cc := a.conn(url, name)
+	if err := cc.Validate(); err != nil {
+		return nil, usageError{err}
+	}
+	return bus.Dial(cc)
 }
 
 func (a natsAuth) conn(url, name string) bus.ConnConfig {
@@ -78,13 +91,14 @@ func (c *serveCmd) Run(e *env) error {
 		// share of CPU under load. GOGC set by the operator wins.
 		debug.SetGCPercent(400)
 	}
+	var memLimit []any // logged once started: a failed start prints one line
 	if e.getenv("GOMEMLIMIT") == "" {
 		// 4x growth of a large heap (the embedded broker's duplicate window)
 		// must not outgrow the container: see cgroupMemoryMax.
 		if containerMax, ok := cgroupMemoryMax(os.ReadFile); ok {
 			limit := memoryLimitFor(containerMax)
 			debug.SetMemoryLimit(limit)
-			log.Info("Go memory limit set from the container's", "container_bytes", containerMax, "limit_bytes", limit)
+			memLimit = []any{"container_bytes", containerMax, "limit_bytes", limit}
 		}
 	}
 	authRate := c.AuthFailureRate
@@ -130,8 +144,15 @@ func (c *serveCmd) Run(e *env) error {
 		Logger:  log,
 	}
 	g, err := gateway.Start(e.ctx, cfg)
+	var bad *gateway.ConfigError
+	if errors.As(err, &bad) {
+		return usageError{fmt.Errorf("serve: %w", err)}
+	}
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
+	}
+	if memLimit != nil {
+		log.Info("Go memory limit set from the container's", memLimit...)
 	}
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("serve: %w", err)

@@ -5,8 +5,6 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/hookgate/hookgate/bus"
 )
 
 type tailCmd struct {
@@ -29,7 +27,7 @@ func (c *tailCmd) Run(e *env) error {
 	if err := checkNames("--org", c.Org, "--app", c.App); err != nil {
 		return err
 	}
-	nc, err := bus.Dial(c.conn(c.NatsURL, "hookgate-tail"))
+	nc, err := c.dial(c.NatsURL, "hookgate-tail")
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,7 @@ type unusedStreamNames struct {
 // registry connects and returns the credentials registry, creating the bucket
 // when missing as serve does.
 func (n natsClient) registry(ctx context.Context) (*auth.Registry, *nats.Conn, error) {
-	nc, err := bus.Dial(n.conn(n.NatsURL, "hookgate-token"))
+	nc, err := n.dial(n.NatsURL, "hookgate-token")
 	if err != nil {
 		return nil, nil, err
 	}
