@@ -264,6 +264,7 @@ func TestExitCodesAndHelp(t *testing.T) {
 		{"bad org", []string{"token", "issue", "--org", "Acme.>", "--kind", "hits", "--name", "n"}, 2, ""},
 		{"NATS down", []string{"token", "list", "--nats-url", "nats://" + freeAddr(t)}, 1, ""},
 		{"list with a bad org", []string{"token", "list", "--org", "BAD", "--nats-url", "nats://" + freeAddr(t)}, 2, "--org"},
+		{"serve with no body allowed", append(serveOn(freeAddr(t), freeAddr(t), freeAddr(t)), "--max-body", "0"), 2, "--max-body"},
 		{"serve with 9 replicas", append(serveOn(freeAddr(t), freeAddr(t), freeAddr(t)), "--replicas", "9"), 2, "replicas"},
 		{"serve with a wildcard prefix", append(serveOn(freeAddr(t), freeAddr(t), freeAddr(t)), "--subject-prefix", "a.*"), 2, "subject prefix"},
 		{"serve with a certificate but no key", append(serveOn(freeAddr(t), freeAddr(t), freeAddr(t)), "--tls-cert", "c.pem"), 2, "--tls-key"},

@@ -101,6 +101,10 @@ func (c *serveCmd) Run(e *env) error {
 			memLimit = []any{"container_bytes", containerMax, "limit_bytes", limit}
 		}
 	}
+	if c.MaxBody <= 0 {
+		// The library reads 0 as its default; on the command line it is a mistake.
+		return usagef("--max-body %d: must be a positive number of bytes", c.MaxBody)
+	}
 	authRate := c.AuthFailureRate
 	if authRate == 0 {
 		authRate = -1 // explicitly off
