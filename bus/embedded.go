@@ -54,18 +54,22 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 	fatal := &startFailure{err: make(chan string, 1)}
 	s.SetLoggerV2(fatal, false, false, false)
 	go s.Start()
-	ready := make(chan bool, 1)
-	go func() { ready <- s.ReadyForConnections(30 * time.Second) }()
-	select {
-	case ok := <-ready:
-		if ok {
+	// Short waits, so that a fatal start is seen at once and nothing keeps
+	// polling a server that will never be ready.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		select {
+		case msg := <-fatal.err:
+			s.Shutdown()
+			return nil, fmt.Errorf("bus: embedded server on %s (data dir %q): %s", cfg.Listen, cfg.DataDir, msg)
+		default:
+		}
+		if s.ReadyForConnections(50 * time.Millisecond) {
 			return s, nil
 		}
-		s.Shutdown()
-		return nil, fmt.Errorf("bus: embedded server on %s did not start within 30s (data dir %q)", cfg.Listen, cfg.DataDir)
-	case msg := <-fatal.err:
-		s.Shutdown()
-		return nil, fmt.Errorf("bus: embedded server on %s (data dir %q): %s", cfg.Listen, cfg.DataDir, msg)
+		if time.Now().After(deadline) {
+			s.Shutdown()
+			return nil, fmt.Errorf("bus: embedded server on %s did not start within 30s (data dir %q)", cfg.Listen, cfg.DataDir)
+		}
 	}
 }
 

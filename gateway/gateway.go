@@ -139,6 +139,15 @@ func (e *ConfigError) Error() string {
 
 func (e *ConfigError) Unwrap() error { return e.Err }
 
+// probeListen reports whether addr can be listened on now, without keeping it.
+func probeListen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
+}
+
 func validSubjectToken(s string, dots bool) bool {
 	if s == "" || len(s) > 255 {
 		return false
@@ -204,34 +213,27 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 }
 
 // start opens the gateway's parts in order; on error Start closes what it
-// opened. The listeners accept nothing until run serves them.
+// opened.
 func (g *Gateway) start(ctx context.Context, cfg Config) error {
 	var err error
-	// Listeners first: a port in use or a bad certificate fails at once,
-	// before the embedded server spends time recovering its store.
+	// A port in use or a bad certificate fails at once, before the embedded
+	// server spends time recovering its store. The listeners themselves open
+	// only once NATS is up: open earlier, they would complete handshakes into
+	// the kernel's backlog, and senders would wait there instead of being
+	// refused.
 	var tlsConf *tls.Config
 	if cfg.TLSCert != "" || cfg.TLSKey != "" {
 		if tlsConf, err = ingest.TLSConfig(cfg.TLSCert, cfg.TLSKey); err != nil {
 			return fmt.Errorf("gateway: %w", err)
 		}
 	}
-	if g.ln = cfg.Listener; g.ln == nil {
-		if g.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+	if cfg.Listener == nil {
+		if err := probeListen(cfg.Listen); err != nil {
 			return fmt.Errorf("gateway: webhook listener: %w", err)
 		}
 	}
-	g.ln = ingest.LimitConns(g.ln, ingest.ConnLimits{
-		PerAddress: cfg.Server.MaxConnsPerIP,
-		Total:      cfg.Server.MaxConns,
-		Plain:      tlsConf == nil,
-		Refused:    func(status int) { g.Metrics.Request(metrics.RouteOther, status, 0) },
-		Logger:     g.log,
-	})
-	if tlsConf != nil {
-		g.ln = tls.NewListener(g.ln, tlsConf)
-	}
-	if g.mln = cfg.MetricsLn; g.mln == nil {
-		if g.mln, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+	if cfg.MetricsLn == nil {
+		if err := probeListen(cfg.MetricsListen); err != nil {
 			return fmt.Errorf("gateway: metrics listener: %w", err)
 		}
 	}
@@ -303,6 +305,27 @@ func (g *Gateway) start(ctx context.Context, cfg Config) error {
 
 	g.handler = ingest.New(cfg.Ingest, g.store, pub, g.Metrics, g.log)
 	g.http = ingest.NewServer(cfg.Server, g.handler)
+	if g.ln = cfg.Listener; g.ln == nil {
+		if g.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("gateway: webhook listener: %w", err)
+		}
+	}
+	g.ln = ingest.LimitConns(g.ln, ingest.ConnLimits{
+		PerAddress: cfg.Server.MaxConnsPerIP,
+		Total:      cfg.Server.MaxConns,
+		Plain:      tlsConf == nil,
+		Refused:    func(status int) { g.Metrics.Request(metrics.RouteOther, status, 0) },
+		Logger:     g.log,
+	})
+	if tlsConf != nil {
+		g.ln = tls.NewListener(g.ln, tlsConf)
+	}
+	if g.mln = cfg.MetricsLn; g.mln == nil {
+		if g.mln, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			return fmt.Errorf("gateway: metrics listener: %w", err)
+		}
+	}
+
 	runCtx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
 	go g.run(ctx, runCtx)

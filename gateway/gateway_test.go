@@ -649,9 +649,10 @@ func TestFailedStartClosesWhatItOpened(t *testing.T) {
 	defer busy.Close()
 	dir := t.TempDir()
 	webhook, metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	embedded := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	base := func(c *gateway.Config) {
 		c.Listener, c.MetricsLn = nil, nil
-		c.Listen, c.MetricsListen = webhook, metricsAddr
+		c.Listen, c.MetricsListen, c.EmbeddedListen = webhook, metricsAddr, embedded
 		c.DataDir = dir
 	}
 	notADir := filepath.Join(t.TempDir(), "file")
@@ -664,7 +665,9 @@ func TestFailedStartClosesWhatItOpened(t *testing.T) {
 	}{
 		{"webhook port in use", "webhook listener", func(c *gateway.Config) { c.Listen = busy.Addr().String() }},
 		{"metrics port in use", "metrics listener", func(c *gateway.Config) { c.MetricsListen = busy.Addr().String() }},
-		{"embedded NATS port in use", "address already in use", func(c *gateway.Config) { c.EmbeddedListen = busy.Addr().String() }},
+		{"embedded NATS port in use", "embedded server on " + busy.Addr().String(), func(c *gateway.Config) { c.EmbeddedListen = busy.Addr().String() }},
+		// Fails once the embedded server is up: it must be shut down.
+		{"missing NATS nkey file", "no.seed", func(c *gateway.Config) { c.NATS.NKey = filepath.Join(dir, "no.seed") }},
 		{"data dir is a file", "JetStream", func(c *gateway.Config) { c.DataDir = notADir }},
 		{"missing certificate", "certificate", func(c *gateway.Config) {
 			c.TLSCert, c.TLSKey = filepath.Join(dir, "no.crt"), filepath.Join(dir, "no.key")
@@ -672,7 +675,7 @@ func TestFailedStartClosesWhatItOpened(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := gateway.Config{EmbeddedListen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}
+			cfg := gateway.Config{Logger: slog.New(slog.DiscardHandler)}
 			base(&cfg)
 			tt.change(&cfg)
 			began := time.Now()
@@ -692,7 +695,8 @@ func TestFailedStartClosesWhatItOpened(t *testing.T) {
 			if took := time.Since(began); took > 10*time.Second {
 				t.Fatalf("the failure took %v", took)
 			}
-			// The same ports and data dir start a gateway now.
+			// The same ports, embedded port included, and data dir start a
+			// gateway now.
 			gw := hgtest.StartGateway(t, "", func(c *gateway.Config) { base(c) })
 			gw.Stop()
 		})

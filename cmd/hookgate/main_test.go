@@ -269,9 +269,9 @@ func TestExitCodesAndHelp(t *testing.T) {
 		{"serve with a wildcard prefix", append(serveOn(freeAddr(t), freeAddr(t), freeAddr(t)), "--subject-prefix", "a.*"), 2, "subject prefix"},
 		{"serve with a certificate but no key", append(serveOn(freeAddr(t), freeAddr(t), freeAddr(t)), "--tls-cert", "c.pem"), 2, "--tls-key"},
 		{"a NATS password without a user", []string{"token", "list", "--nats-password", "p", "--nats-url", "nats://" + freeAddr(t)}, 2, "--nats-user"},
-		{"serve on a webhook port in use", serveOn(inUse, freeAddr(t), freeAddr(t)), 1, "address already in use"},
-		{"serve on a metrics port in use", serveOn(freeAddr(t), inUse, freeAddr(t)), 1, "address already in use"},
-		{"serve on an embedded NATS port in use", serveOn(freeAddr(t), freeAddr(t), inUse), 1, "address already in use"},
+		{"serve on a webhook port in use", serveOn(inUse, freeAddr(t), freeAddr(t)), 1, "webhook listener: listen tcp " + inUse},
+		{"serve on a metrics port in use", serveOn(freeAddr(t), inUse, freeAddr(t)), 1, "metrics listener: listen tcp " + inUse},
+		{"serve on an embedded NATS port in use", serveOn(freeAddr(t), freeAddr(t), inUse), 1, "embedded server on " + inUse},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
