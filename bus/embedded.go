@@ -1,12 +1,16 @@
 package bus
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/time/rate"
 )
 
 // EmbeddedConfig configures the NATS server that serve starts when no
@@ -15,6 +19,11 @@ type EmbeddedConfig struct {
 	Listen     string // host:port; port 0 picks a free port
 	DataDir    string // JetStream storage
 	MaxPayload int32  // 0: the server's default (1 MiB)
+	// Logger gets the server's warnings and errors (a full disk, JetStream
+	// disabling itself, a client it had to cut off), each line passed
+	// through Redact first when set. Nil: they are dropped.
+	Logger *slog.Logger
+	Redact func(string) string
 }
 
 // StartEmbedded starts a NATS server with JetStream and waits until it takes
@@ -48,22 +57,24 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus: embedded server: %w", err)
 	}
-	// The server logs nothing (NoLog), except what stops it from starting:
-	// a port in use or a data dir it cannot use. Without that, a failed
-	// start would only show as a 30 s wait for readiness.
-	fatal := &startFailure{err: make(chan string, 1)}
+	// NoLog keeps the server's own logger (stderr, its own format) off; this
+	// one keeps the first fatal message, which nats-server logs instead of
+	// returning an error from Start (a port in use, a data dir it cannot
+	// use), and passes warnings and errors on to cfg.Logger.
+	fatal := &serverLog{fatal: make(chan string, 1), log: cfg.Logger, redact: cfg.Redact, sample: rate.NewLimiter(1, 20)}
 	s.SetLoggerV2(fatal, false, false, false)
 	go s.Start()
 	// Short waits, so that a fatal start is seen at once and nothing keeps
 	// polling a server that will never be ready.
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		select {
-		case msg := <-fatal.err:
+		case msg := <-fatal.fatal:
 			s.Shutdown()
 			return nil, fmt.Errorf("bus: embedded server on %s (data dir %q): %s", cfg.Listen, cfg.DataDir, msg)
 		default:
 		}
 		if s.ReadyForConnections(50 * time.Millisecond) {
+			fatal.started.Store(true)
 			return s, nil
 		}
 		if time.Now().After(deadline) {
@@ -73,19 +84,52 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 	}
 }
 
-// startFailure is the embedded server's logger: it keeps the first fatal
-// message, which nats-server logs instead of returning an error from Start,
-// and drops everything else.
-type startFailure struct{ err chan string }
-
-func (f *startFailure) Fatalf(format string, v ...any) {
-	select {
-	case f.err <- fmt.Sprintf(format, v...):
-	default:
-	}
+// serverLog is the embedded server's logger.
+type serverLog struct {
+	started atomic.Bool // StartEmbedded has returned the server
+	fatal   chan string
+	log     *slog.Logger
+	redact  func(string) string
+	// Any client that reaches the port can make the server log an error
+	// (a protocol it cannot parse): lines are sampled, and the next one
+	// written says how many were left out.
+	sample  *rate.Limiter
+	leftOut atomic.Int64
 }
-func (*startFailure) Noticef(string, ...any) {}
-func (*startFailure) Warnf(string, ...any)   {}
-func (*startFailure) Errorf(string, ...any)  {}
-func (*startFailure) Debugf(string, ...any)  {}
-func (*startFailure) Tracef(string, ...any)  {}
+
+func (l *serverLog) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if !l.started.Load() {
+		select {
+		case l.fatal <- msg: // StartEmbedded returns it
+			return
+		default:
+		}
+	}
+	l.pass(slog.LevelError, msg)
+}
+func (l *serverLog) Errorf(format string, v ...any) {
+	l.pass(slog.LevelError, fmt.Sprintf(format, v...))
+}
+func (l *serverLog) Warnf(format string, v ...any) { l.pass(slog.LevelWarn, fmt.Sprintf(format, v...)) }
+func (*serverLog) Noticef(string, ...any)          {}
+func (*serverLog) Debugf(string, ...any)           {}
+func (*serverLog) Tracef(string, ...any)           {}
+
+func (l *serverLog) pass(level slog.Level, msg string) {
+	if l.log == nil {
+		return
+	}
+	if !l.sample.Allow() {
+		l.leftOut.Add(1)
+		return
+	}
+	if l.redact != nil {
+		msg = l.redact(msg)
+	}
+	var attrs []any
+	if n := l.leftOut.Swap(0); n > 0 {
+		attrs = append(attrs, "server_lines_not_logged_since_last", n)
+	}
+	l.log.Log(context.Background(), level, "embedded NATS server: "+msg, attrs...)
+}

@@ -11,8 +11,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -218,6 +220,119 @@ func TestWebhookWhileDisconnectedCountsAsDisconnected(t *testing.T) {
 	if after := metricValue(t, gw.MetricsURL, series); after != before+1 {
 		t.Fatalf("%s went %v -> %v for one 503 while disconnected", series, before, after)
 	}
+}
+
+// An outage fails every request: its warnings are sampled, not one line per
+// request, and the next line written says how many were left out.
+func TestOutageWarningsAreSampled(t *testing.T) {
+	srv := hgtest.RunNATS(t)
+	logs := &hgtest.LogBuffer{}
+	gw := hgtest.StartGateway(t, srv.ClientURL(), func(c *gateway.Config) {
+		c.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
+	reg := hgtest.Registry(t, srv.ClientURL(), "")
+	is := hgtest.Issue(t, reg, auth.IssueRequest{Org: "acme", Kind: auth.KindHits, Name: "outage"})
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	gw.WaitNotReady(t, 5*time.Second, "NATS went down")
+
+	type line struct {
+		Level, Msg string
+		LeftOut    int64 `json:"warnings_not_logged_since_last"`
+	}
+	failures := func() (n int, leftOut int64) {
+		for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			var v line
+			if json.Unmarshal([]byte(l), &v) == nil && v.Level == "WARN" && strings.HasSuffix(v.Msg, " failed") {
+				n++
+				leftOut += v.LeftOut
+			}
+		}
+		return n, leftOut
+	}
+	const sent = 300
+	start := time.Now()
+	for range sent {
+		if code, body, _ := hgtest.Post(t, gw.URL+"/v1/hits/web", is.Token, []byte(`{}`), nil); code != 503 {
+			t.Fatalf("webhook while NATS is down: %d %s", code, body)
+		}
+	}
+	// The sampler's burst is 10 lines, then one a second.
+	n, _ := failures()
+	if limit := 10 + int(time.Since(start).Seconds()) + 1; n == 0 || n > limit {
+		t.Fatalf("%d failure warnings for %d failed requests in %v, want 1 to %d", n, sent, time.Since(start), limit)
+	}
+	hgtest.WaitFor(t, 5*time.Second, func() error {
+		hgtest.Post(t, gw.URL+"/v1/hits/web", is.Token, []byte(`{}`), nil)
+		if _, leftOut := failures(); leftOut == 0 {
+			return errors.New("no warning says how many were left out")
+		}
+		return nil
+	})
+	n, leftOut := failures()
+	if total := int64(n) + leftOut; total < sent {
+		t.Fatalf("%d warnings written + %d said to be left out = %d, fewer than the %d failed requests", n, leftOut, total, sent)
+	}
+}
+
+// What the embedded server reports as an error reaches the gateway's log
+// (before, it logged nothing: a full disk was silent), sampled, since any
+// client of its port can provoke one.
+func TestEmbeddedServerErrorsAreLogged(t *testing.T) {
+	logs := &hgtest.LogBuffer{}
+	gw := hgtest.StartGateway(t, "", func(c *gateway.Config) {
+		c.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
+	addr := strings.TrimPrefix(gw.NATSURL(), "nats://")
+	const garbled = 60
+	for range garbled {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "CONNECT {\"verbose\":false}\r\nNOT-A-PROTOCOL\r\n")
+		// The server answers -ERR and closes: wait for that, so that each
+		// connection's error is logged before the next.
+		io.Copy(io.Discard, c)
+		c.Close()
+	}
+	type line struct {
+		Level, Msg string
+		LeftOut    int64 `json:"server_lines_not_logged_since_last"`
+	}
+	count := func() (n int, leftOut int64) {
+		for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			var v line
+			if json.Unmarshal([]byte(l), &v) == nil && v.Level == "ERROR" &&
+				strings.Contains(v.Msg, "embedded NATS server: ") && strings.Contains(v.Msg, "parser ERROR") {
+				n++
+				leftOut += v.LeftOut
+			}
+		}
+		return n, leftOut
+	}
+	hgtest.WaitFor(t, 5*time.Second, func() error {
+		if n, _ := count(); n == 0 {
+			return errors.New("the server's parser errors are not in the log")
+		}
+		return nil
+	})
+	if n, _ := count(); n >= garbled {
+		t.Fatalf("%d lines for %d garbled connections: not sampled", n, garbled)
+	}
+	hgtest.WaitFor(t, 5*time.Second, func() error {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c, "CONNECT {\"verbose\":false}\r\nNOT-A-PROTOCOL\r\n")
+		io.Copy(io.Discard, c)
+		c.Close()
+		if _, leftOut := count(); leftOut == 0 {
+			return errors.New("no line says how many were left out")
+		}
+		return nil
+	})
 }
 
 // The whole stop, the listener's drain, the metrics listener, NATS and the

@@ -367,7 +367,7 @@ func (g *Gateway) startEmbedded() error {
 			"embedded_nats_listen", g.cfg.EmbeddedListen)
 	}
 	g.embedded, err = bus.StartEmbedded(bus.EmbeddedConfig{Listen: g.cfg.EmbeddedListen, DataDir: g.cfg.DataDir,
-		MaxPayload: embeddedMaxPayload(int64(g.cfg.Ingest.MaxBody))})
+		MaxPayload: embeddedMaxPayload(int64(g.cfg.Ingest.MaxBody)), Logger: g.log, Redact: auth.RedactKeys})
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}

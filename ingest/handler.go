@@ -69,6 +69,11 @@ type Handler struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	logInfo *rate.Limiter // samples refusal logs at info level
+	// logWarn samples failure warnings: an outage of the broker fails every
+	// request, and a line per request would bury the log. warnLeftOut counts
+	// the lines not written since the last one, which then says so.
+	logWarn     *rate.Limiter
+	warnLeftOut atomic.Int64
 
 	maxBody  atomic.Int64 // may shrink to fit the broker's limits
 	perCred  *limit.Table[credKey]
@@ -110,6 +115,7 @@ func New(cfg Config, a Authenticator, p Publisher, m *metrics.Metrics, log *slog
 	h := &Handler{
 		cfg: cfg, auth: a, pub: p, metrics: m, log: log,
 		logInfo:  rate.NewLimiter(1, 5),
+		logWarn:  rate.NewLimiter(1, 10),
 		perCred:  limit.New[credKey](cfg.RateLimit, cfg.RateBurst, cfg.LimiterKeys),
 		perAddr:  limit.New[netip.Addr](cfg.AuthFailureRate, cfg.AuthFailureBurst, cfg.LimiterKeys),
 		idPrefix: hex.EncodeToString(rnd[:]) + "-",
@@ -410,8 +416,17 @@ func (h *Handler) refuse(ctx *fasthttp.RequestCtx, req *request, r *refusal, aut
 	return r.status
 }
 
+// logError logs a request's failure at warn, sampled unless debug is on.
 func (h *Handler) logError(msg string, req *request, err error) {
-	h.log.Warn(msg, "route", req.route.String(), "app", safeApp(req.app), "credential", req.credID, "err", auth.RedactKeys(err.Error()))
+	if !h.log.Enabled(context.Background(), slog.LevelDebug) && !h.logWarn.Allow() {
+		h.warnLeftOut.Add(1)
+		return
+	}
+	attrs := []any{"route", req.route.String(), "app", safeApp(req.app), "credential", req.credID, "err", auth.RedactKeys(err.Error())}
+	if n := h.warnLeftOut.Swap(0); n > 0 {
+		attrs = append(attrs, "warnings_not_logged_since_last", n)
+	}
+	h.log.Warn(msg, attrs...)
 }
 
 // safeApp returns {app} for a log line only when it is a valid name: anything
