@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"regexp"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -61,7 +62,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 	// one keeps the first fatal message, which nats-server logs instead of
 	// returning an error from Start (a port in use, a data dir it cannot
 	// use), and passes warnings and errors on to cfg.Logger.
-	fatal := &serverLog{fatal: make(chan string, 1), log: cfg.Logger, redact: cfg.Redact, sample: rate.NewLimiter(1, 20)}
+	fatal := newServerLog(cfg.Logger, cfg.Redact)
 	s.SetLoggerV2(fatal, false, false, false)
 	go s.Start()
 	// Short waits, so that a fatal start is seen at once and nothing keeps
@@ -85,17 +86,38 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 }
 
 // serverLog is the embedded server's logger.
+//
+// Any client that reaches the server's port can make it log (a protocol it
+// cannot parse is an error line), so lines are sampled, and the next line
+// written says how many were left out. Lines about one connection and
+// server-wide lines (a full disk, JetStream disabling itself) are sampled
+// apart, so that a flood of the first cannot hide the second.
 type serverLog struct {
 	started atomic.Bool // StartEmbedded has returned the server
 	fatal   chan string
 	log     *slog.Logger
 	redact  func(string) string
-	// Any client that reaches the port can make the server log an error
-	// (a protocol it cannot parse): lines are sampled, and the next one
-	// written says how many were left out.
-	sample  *rate.Limiter
+	conn    sampler
+	server  sampler
+}
+
+type sampler struct {
+	limit   *rate.Limiter
 	leftOut atomic.Int64
 }
+
+func newServerLog(log *slog.Logger, redact func(string) string) *serverLog {
+	return &serverLog{fatal: make(chan string, 1), log: log, redact: redact,
+		conn: sampler{limit: rate.NewLimiter(1, 20)}, server: sampler{limit: rate.NewLimiter(1, 20)}}
+}
+
+// connPrefix is how nats-server begins a line about one connection:
+// "127.0.0.1:51178 - cid:14 - " (also rid, gid, lid, mid, wid).
+var connPrefix = regexp.MustCompile(`^\S+ - [a-z]+\S*:\d+ - `)
+
+// protoQuote is the raw bytes a parser error quotes from what a client sent:
+// whatever the client wrote, so not for the log.
+var protoQuote = regexp.MustCompile(`proto='.*'`)
 
 func (l *serverLog) Fatalf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
@@ -106,30 +128,40 @@ func (l *serverLog) Fatalf(format string, v ...any) {
 		default:
 		}
 	}
-	l.pass(slog.LevelError, msg)
+	l.write(slog.LevelError, msg, nil) // never sampled
 }
-func (l *serverLog) Errorf(format string, v ...any) {
-	l.pass(slog.LevelError, fmt.Sprintf(format, v...))
-}
-func (l *serverLog) Warnf(format string, v ...any) { l.pass(slog.LevelWarn, fmt.Sprintf(format, v...)) }
-func (*serverLog) Noticef(string, ...any)          {}
-func (*serverLog) Debugf(string, ...any)           {}
-func (*serverLog) Tracef(string, ...any)           {}
+func (l *serverLog) Errorf(format string, v ...any) { l.pass(slog.LevelError, format, v) }
+func (l *serverLog) Warnf(format string, v ...any)  { l.pass(slog.LevelWarn, format, v) }
+func (*serverLog) Noticef(string, ...any)           {}
+func (*serverLog) Debugf(string, ...any)            {}
+func (*serverLog) Tracef(string, ...any)            {}
 
-func (l *serverLog) pass(level slog.Level, msg string) {
+func (l *serverLog) pass(level slog.Level, format string, v []any) {
 	if l.log == nil {
 		return
 	}
-	if !l.sample.Allow() {
-		l.leftOut.Add(1)
+	sm := &l.server
+	if connPrefix.MatchString(format) {
+		sm = &l.conn
+	}
+	if !sm.limit.Allow() {
+		sm.leftOut.Add(1)
 		return
 	}
+	var attrs []any
+	if n := sm.leftOut.Swap(0); n > 0 {
+		attrs = append(attrs, "server_lines_not_logged_since_last", n)
+	}
+	l.write(level, fmt.Sprintf(format, v...), attrs)
+}
+
+func (l *serverLog) write(level slog.Level, msg string, attrs []any) {
+	if l.log == nil {
+		return
+	}
+	msg = protoQuote.ReplaceAllString(msg, "proto=(not logged)")
 	if l.redact != nil {
 		msg = l.redact(msg)
-	}
-	var attrs []any
-	if n := l.leftOut.Swap(0); n > 0 {
-		attrs = append(attrs, "server_lines_not_logged_since_last", n)
 	}
 	l.log.Log(context.Background(), level, "embedded NATS server: "+msg, attrs...)
 }

@@ -69,11 +69,11 @@ type Handler struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	logInfo *rate.Limiter // samples refusal logs at info level
-	// logWarn samples failure warnings: an outage of the broker fails every
-	// request, and a line per request would bury the log. warnLeftOut counts
-	// the lines not written since the last one, which then says so.
-	logWarn     *rate.Limiter
-	warnLeftOut atomic.Int64
+	// failLogs samples failure warnings: an outage of the broker fails every
+	// request, and a line per request would bury the log. One sampler per
+	// kind of failure (what failed, and why), so that a flood of one kind
+	// cannot hide the first lines of another.
+	failLogs map[failKind]*sampler
 
 	maxBody  atomic.Int64 // may shrink to fit the broker's limits
 	perCred  *limit.Table[credKey]
@@ -115,13 +115,33 @@ func New(cfg Config, a Authenticator, p Publisher, m *metrics.Metrics, log *slog
 	h := &Handler{
 		cfg: cfg, auth: a, pub: p, metrics: m, log: log,
 		logInfo:  rate.NewLimiter(1, 5),
-		logWarn:  rate.NewLimiter(1, 10),
+		failLogs: make(map[failKind]*sampler),
 		perCred:  limit.New[credKey](cfg.RateLimit, cfg.RateBurst, cfg.LimiterKeys),
 		perAddr:  limit.New[netip.Addr](cfg.AuthFailureRate, cfg.AuthFailureBurst, cfg.LimiterKeys),
 		idPrefix: hex.EncodeToString(rnd[:]) + "-",
 	}
 	h.maxBody.Store(int64(cfg.MaxBody))
+	for _, what := range []string{failedLookup, failedPublish} {
+		for _, why := range []string{metrics.PublishDisconnected, metrics.PublishTimeout, metrics.PublishError} {
+			h.failLogs[failKind{what, why}] = &sampler{limit: rate.NewLimiter(1, 10)}
+		}
+	}
 	return h
+}
+
+// What failed, in failure warnings.
+const (
+	failedLookup  = "token lookup failed"
+	failedPublish = "publish failed"
+)
+
+type failKind struct{ what, why string }
+
+// sampler lets some lines through and counts the rest, so that the next line
+// written can say how many were left out.
+type sampler struct {
+	limit   *rate.Limiter
+	leftOut atomic.Int64
 }
 
 // HeaderAllowance is what the gateway's own NATS headers can add to a body:
@@ -253,8 +273,9 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, req *request, now time.Time) i
 		// NATS could not answer for a token that memory does not vouch for
 		// (while NATS is down the cache is distrusted): the webhook is refused
 		// for the broker's sake, so it counts as a failure to publish.
-		h.metrics.PublishFailure(h.failureReason(err))
-		h.logError("token lookup failed", req, err)
+		why := h.failureReason(err)
+		h.metrics.PublishFailure(why)
+		h.logError(failedLookup, why, req, err)
 		return h.refuse(ctx, req, errUnavailable, "", 1)
 	}
 	req.credID = cred.ID
@@ -327,8 +348,9 @@ func (h *Handler) publish(ctx *fasthttp.RequestCtx, req *request, cred *auth.Cre
 	// finish their acks then. The publish timeout bounds the wait.
 	ack, err := h.pub.Publish(context.Background(), msg)
 	if err != nil {
-		h.metrics.PublishFailure(h.failureReason(err))
-		h.logError("publish failed", req, err)
+		why := h.failureReason(err)
+		h.metrics.PublishFailure(why)
+		h.logError(failedPublish, why, req, err)
 		return h.refuse(ctx, req, errUnavailable, "", 1)
 	}
 	h.metrics.Published(req.kind, ack.Duplicate, time.Since(pubStart))
@@ -416,17 +438,23 @@ func (h *Handler) refuse(ctx *fasthttp.RequestCtx, req *request, r *refusal, aut
 	return r.status
 }
 
-// logError logs a request's failure at warn, sampled unless debug is on.
-func (h *Handler) logError(msg string, req *request, err error) {
-	if !h.log.Enabled(context.Background(), slog.LevelDebug) && !h.logWarn.Allow() {
-		h.warnLeftOut.Add(1)
-		return
+// logError logs a request's failure at warn: every one at debug, else
+// sampled per kind of failure.
+func (h *Handler) logError(what, why string, req *request, err error) {
+	var leftOut int64
+	if !h.log.Enabled(context.Background(), slog.LevelDebug) {
+		sm := h.failLogs[failKind{what, why}] // every kind is made in New
+		if !sm.limit.Allow() {
+			sm.leftOut.Add(1)
+			return
+		}
+		leftOut = sm.leftOut.Swap(0)
 	}
-	attrs := []any{"route", req.route.String(), "app", safeApp(req.app), "credential", req.credID, "err", auth.RedactKeys(err.Error())}
-	if n := h.warnLeftOut.Swap(0); n > 0 {
-		attrs = append(attrs, "warnings_not_logged_since_last", n)
+	attrs := []any{"route", req.route.String(), "app", safeApp(req.app), "credential", req.credID, "reason", why, "err", auth.RedactKeys(err.Error())}
+	if leftOut > 0 {
+		attrs = append(attrs, "warnings_not_logged_since_last", leftOut)
 	}
-	h.log.Warn(msg, attrs...)
+	h.log.Warn(what, attrs...)
 }
 
 // safeApp returns {app} for a log line only when it is a valid name: anything
