@@ -222,6 +222,25 @@ func TestWebhookWhileDisconnectedCountsAsDisconnected(t *testing.T) {
 	}
 }
 
+// sampledLines counts the JSON log lines that match and adds up the number
+// of lines each says were left out (its leftOutKey).
+func sampledLines(logs *hgtest.LogBuffer, leftOutKey string, match func(level, msg string) bool) (n int, leftOut int64) {
+	for l := range strings.Lines(logs.String()) {
+		var v map[string]any
+		if json.Unmarshal([]byte(l), &v) != nil {
+			continue
+		}
+		level, _ := v["level"].(string)
+		msg, _ := v["msg"].(string)
+		if match(level, msg) {
+			n++
+			left, _ := v[leftOutKey].(float64)
+			leftOut += int64(left)
+		}
+	}
+	return n, leftOut
+}
+
 // An outage fails every request: its warnings are sampled, not one line per
 // request, and the next line written says how many were left out.
 func TestOutageWarningsAreSampled(t *testing.T) {
@@ -236,19 +255,10 @@ func TestOutageWarningsAreSampled(t *testing.T) {
 	srv.WaitForShutdown()
 	gw.WaitNotReady(t, 5*time.Second, "NATS went down")
 
-	type line struct {
-		Level, Msg string
-		LeftOut    int64 `json:"warnings_not_logged_since_last"`
-	}
 	failures := func() (n int, leftOut int64) {
-		for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
-			var v line
-			if json.Unmarshal([]byte(l), &v) == nil && v.Level == "WARN" && strings.HasSuffix(v.Msg, " failed") {
-				n++
-				leftOut += v.LeftOut
-			}
-		}
-		return n, leftOut
+		return sampledLines(logs, "warnings_not_logged_since_last", func(level, msg string) bool {
+			return level == "WARN" && strings.HasSuffix(msg, " failed")
+		})
 	}
 	const sent = 300
 	start := time.Now()
@@ -304,20 +314,10 @@ func TestEmbeddedServerErrorsAreLogged(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	type line struct {
-		Level, Msg string
-		LeftOut    int64 `json:"server_lines_not_logged_since_last"`
-	}
 	count := func() (n int, leftOut int64) {
-		for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
-			var v line
-			if json.Unmarshal([]byte(l), &v) == nil && v.Level == "ERROR" &&
-				strings.Contains(v.Msg, "embedded NATS server: ") && strings.Contains(v.Msg, "parser ERROR") {
-				n++
-				leftOut += v.LeftOut
-			}
-		}
-		return n, leftOut
+		return sampledLines(logs, "server_lines_not_logged_since_last", func(level, msg string) bool {
+			return level == "ERROR" && strings.Contains(msg, "embedded NATS server: ") && strings.Contains(msg, "parser ERROR")
+		})
 	}
 	hgtest.WaitFor(t, 5*time.Second, func() error {
 		if n, _ := count(); n == 0 {
