@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"golang.org/x/time/rate"
+
+	"github.com/hookgate/hookgate/internal/logsample"
 )
 
 // EmbeddedConfig configures the NATS server that serve starts when no
@@ -97,18 +98,13 @@ type serverLog struct {
 	fatal   chan string
 	log     *slog.Logger
 	redact  func(string) string
-	conn    sampler
-	server  sampler
-}
-
-type sampler struct {
-	limit   *rate.Limiter
-	leftOut atomic.Int64
+	conn    *logsample.Sampler
+	server  *logsample.Sampler
 }
 
 func newServerLog(log *slog.Logger, redact func(string) string) *serverLog {
 	return &serverLog{fatal: make(chan string, 1), log: log, redact: redact,
-		conn: sampler{limit: rate.NewLimiter(1, 20)}, server: sampler{limit: rate.NewLimiter(1, 20)}}
+		conn: logsample.New(1, 20), server: logsample.New(1, 20)}
 }
 
 // connPrefix is how nats-server begins a line about one connection:
@@ -140,17 +136,17 @@ func (l *serverLog) pass(level slog.Level, format string, v []any) {
 	if l.log == nil {
 		return
 	}
-	sm := &l.server
+	sm := l.server
 	if connPrefix.MatchString(format) {
-		sm = &l.conn
+		sm = l.conn
 	}
-	if !sm.limit.Allow() {
-		sm.leftOut.Add(1)
+	ok, leftOut := sm.Allow()
+	if !ok {
 		return
 	}
 	var attrs []any
-	if n := sm.leftOut.Swap(0); n > 0 {
-		attrs = append(attrs, "server_lines_not_logged_since_last", n)
+	if leftOut > 0 {
+		attrs = append(attrs, "server_lines_not_logged_since_last", leftOut)
 	}
 	l.write(level, fmt.Sprintf(format, v...), attrs)
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/hookgate/hookgate/auth"
 	"github.com/hookgate/hookgate/bus"
+	"github.com/hookgate/hookgate/internal/logsample"
 	"github.com/hookgate/hookgate/limit"
 	"github.com/hookgate/hookgate/metrics"
 )
@@ -73,7 +74,7 @@ type Handler struct {
 	// request, and a line per request would bury the log. One sampler per
 	// kind of failure (what failed, and why), so that a flood of one kind
 	// cannot hide the first lines of another.
-	failLogs map[failKind]*sampler
+	failLogs map[failKind]*logsample.Sampler
 
 	maxBody  atomic.Int64 // may shrink to fit the broker's limits
 	perCred  *limit.Table[credKey]
@@ -115,7 +116,7 @@ func New(cfg Config, a Authenticator, p Publisher, m *metrics.Metrics, log *slog
 	h := &Handler{
 		cfg: cfg, auth: a, pub: p, metrics: m, log: log,
 		logInfo:  rate.NewLimiter(1, 5),
-		failLogs: make(map[failKind]*sampler),
+		failLogs: make(map[failKind]*logsample.Sampler),
 		perCred:  limit.New[credKey](cfg.RateLimit, cfg.RateBurst, cfg.LimiterKeys),
 		perAddr:  limit.New[netip.Addr](cfg.AuthFailureRate, cfg.AuthFailureBurst, cfg.LimiterKeys),
 		idPrefix: hex.EncodeToString(rnd[:]) + "-",
@@ -123,7 +124,7 @@ func New(cfg Config, a Authenticator, p Publisher, m *metrics.Metrics, log *slog
 	h.maxBody.Store(int64(cfg.MaxBody))
 	for _, what := range []string{failedLookup, failedPublish} {
 		for _, why := range []string{metrics.PublishDisconnected, metrics.PublishTimeout, metrics.PublishError} {
-			h.failLogs[failKind{what, why}] = &sampler{limit: rate.NewLimiter(1, 10)}
+			h.failLogs[failKind{what, why}] = logsample.New(1, 10)
 		}
 	}
 	return h
@@ -136,13 +137,6 @@ const (
 )
 
 type failKind struct{ what, why string }
-
-// sampler lets some lines through and counts the rest, so that the next line
-// written can say how many were left out.
-type sampler struct {
-	limit   *rate.Limiter
-	leftOut atomic.Int64
-}
 
 // HeaderAllowance is what the gateway's own NATS headers can add to a body:
 // the broker's limits must hold both.
@@ -443,12 +437,10 @@ func (h *Handler) refuse(ctx *fasthttp.RequestCtx, req *request, r *refusal, aut
 func (h *Handler) logError(what, why string, req *request, err error) {
 	var leftOut int64
 	if !h.log.Enabled(context.Background(), slog.LevelDebug) {
-		sm := h.failLogs[failKind{what, why}] // every kind is made in New
-		if !sm.limit.Allow() {
-			sm.leftOut.Add(1)
+		var ok bool
+		if ok, leftOut = h.failLogs[failKind{what, why}].Allow(); !ok { // every kind is made in New
 			return
 		}
-		leftOut = sm.leftOut.Swap(0)
 	}
 	attrs := []any{"route", req.route.String(), "app", safeApp(req.app), "credential", req.credID, "reason", why, "err", auth.RedactKeys(err.Error())}
 	if leftOut > 0 {
