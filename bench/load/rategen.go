@@ -94,6 +94,7 @@ type rateConn struct {
 	buf       []byte
 	due, sent time.Duration // of the request in flight, since the loop's start
 	busy      bool
+	reused    bool // this socket has carried a whole reply: it is a kept-alive one
 }
 
 // rateLoop is a single-threaded epoll loop: non-blocking sockets, a periodic
@@ -166,7 +167,7 @@ func (l *rateLoop) dial(i int) error {
 		_ = unix.Close(fd)
 		return fmt.Errorf("epoll_ctl: %w", err)
 	}
-	c.fd, c.buf, c.busy = fd, c.buf[:0], false
+	c.fd, c.buf, c.busy, c.reused = fd, c.buf[:0], false, false
 	return nil
 }
 
@@ -218,6 +219,9 @@ func (l *rateLoop) run(req []byte, rate float64, d time.Duration) rateGenResult 
 			c := l.conns[ev.Fd]
 			code, done, err := c.readReply()
 			if err != nil {
+				if c.busy && l.resend(c, req) {
+					continue
+				}
 				if c.busy {
 					r.Errors++
 					inflight--
@@ -229,7 +233,7 @@ func (l *rateLoop) run(req []byte, rate float64, d time.Duration) rateGenResult 
 				continue
 			}
 			end := time.Since(start)
-			c.busy = false
+			c.busy, c.reused = false, true
 			inflight--
 			// From the scheduled time, or from the send if it went early:
 			// never less than the reply took, and a request that waited for a
@@ -265,7 +269,7 @@ func (l *rateLoop) run(req []byte, rate float64, d time.Duration) rateGenResult 
 			c.due, c.sent, c.busy = due(next), now, true
 			next++
 			inflight++
-			if err := writeAll(c.fd, req); err != nil {
+			if err := writeAll(c.fd, req); err != nil && !l.resend(c, req) {
 				r.Errors++
 				inflight--
 				l.reconnect(c)
@@ -284,6 +288,27 @@ func (l *rateLoop) run(req []byte, rate float64, d time.Duration) rateGenResult 
 	_, r.LateP99, _, _ = quantiles(late)
 	_, r.WakeP99, _, _ = quantiles(wake)
 	return r
+}
+
+// resend sends c's request again on a new socket when it may be the
+// keep-alive race: a kept-alive connection that the server closed (its idle
+// timeout) as the request went out, with nothing of a reply read. The server
+// never read that request, and HTTP clients send it again; counting it as an
+// error would charge the server for the client's timing. The new socket is
+// not a kept-alive one, so a request is sent again at most once. It keeps
+// the request's due and send times, so its latency counts the wait. It
+// reports whether the request is in flight again.
+func (l *rateLoop) resend(c *rateConn, req []byte) bool {
+	if !c.reused || len(c.buf) > 0 {
+		return false
+	}
+	due, sent := c.due, c.sent
+	l.reconnect(c)
+	// Whatever happens, the request is c's again: on false the caller
+	// counts it as an error.
+	l.idle = slices.DeleteFunc(l.idle, func(x *rateConn) bool { return x == c })
+	c.due, c.sent, c.busy = due, sent, true
+	return c.fd >= 0 && writeAll(c.fd, req) == nil
 }
 
 // reconnect replaces c's socket and puts c on the idle list once: an idle

@@ -118,3 +118,69 @@ func TestRateLoopSurvivesIdleTimeouts(t *testing.T) {
 }
 
 const idleReq = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+
+// A request that meets a kept-alive connection the server has just closed,
+// with nothing of a reply read, is sent again once on a new connection: it
+// is answered, not counted as an error, and counted once. A request on a
+// fresh connection is not sent again.
+func TestRateLoopResendsOnceAfterAKeepAliveClose(t *testing.T) {
+	for _, tt := range []struct {
+		name          string
+		servePerConn  int // requests a connection answers before it closes on the next
+		wantOK        int64
+		wantErrors    int64
+		wantServerMin int64
+		wantServerMax int64
+	}{
+		// Each connection answers one request and drops the next: every
+		// request after the first is sent twice and answered.
+		{"closed on the second request", 1, 10, 0, 19, 19},
+		// Never a reply: fresh connections only, never sent again.
+		{"never answered", 0, 0, 10, 10, 10},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			var read atomic.Int64
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						buf := make([]byte, len(idleReq))
+						for served := 0; ; served++ {
+							if _, err := io.ReadFull(c, buf); err != nil {
+								return
+							}
+							read.Add(1)
+							if served == tt.servePerConn {
+								return // closed with the request unanswered
+							}
+							if _, err := c.Write([]byte("HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}")); err != nil {
+								return
+							}
+						}
+					}()
+				}
+			}()
+			l, err := newRateLoop(netip.MustParseAddrPort(ln.Addr().String()), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.close()
+			r := l.run([]byte(idleReq), 100, 100*time.Millisecond)
+			if r.OK2xx != tt.wantOK || r.Errors != tt.wantErrors || r.Missed != 0 || r.Requests != tt.wantOK {
+				t.Fatalf("want %d answered and %d errors: %+v", tt.wantOK, tt.wantErrors, r)
+			}
+			if n := read.Load(); n < tt.wantServerMin || n > tt.wantServerMax {
+				t.Fatalf("the server read %d requests, want %d to %d", n, tt.wantServerMin, tt.wantServerMax)
+			}
+		})
+	}
+}
