@@ -94,7 +94,7 @@ type rateConn struct {
 	buf       []byte
 	due, sent time.Duration // of the request in flight, since the loop's start
 	busy      bool
-	reused    bool // this socket has carried a whole reply: it is a kept-alive one
+	resent    bool // the request in flight was sent again (see resend)
 }
 
 // rateLoop is a single-threaded epoll loop: non-blocking sockets, a periodic
@@ -167,7 +167,7 @@ func (l *rateLoop) dial(i int) error {
 		_ = unix.Close(fd)
 		return fmt.Errorf("epoll_ctl: %w", err)
 	}
-	c.fd, c.buf, c.busy, c.reused = fd, c.buf[:0], false, false
+	c.fd, c.buf, c.busy = fd, c.buf[:0], false
 	return nil
 }
 
@@ -233,7 +233,7 @@ func (l *rateLoop) run(req []byte, rate float64, d time.Duration) rateGenResult 
 				continue
 			}
 			end := time.Since(start)
-			c.busy, c.reused = false, true
+			c.busy = false
 			inflight--
 			// From the scheduled time, or from the send if it went early:
 			// never less than the reply took, and a request that waited for a
@@ -266,7 +266,7 @@ func (l *rateLoop) run(req []byte, rate float64, d time.Duration) rateGenResult 
 		for next < total && len(l.idle) > 0 && due(next) < now+rateTick {
 			c := l.idle[len(l.idle)-1]
 			l.idle = l.idle[:len(l.idle)-1]
-			c.due, c.sent, c.busy = due(next), now, true
+			c.due, c.sent, c.busy, c.resent = due(next), now, true, false
 			next++
 			inflight++
 			if err := writeAll(c.fd, req); err != nil && !l.resend(c, req) {
@@ -290,24 +290,23 @@ func (l *rateLoop) run(req []byte, rate float64, d time.Duration) rateGenResult 
 	return r
 }
 
-// resend sends c's request again on a new socket when it may be the
-// keep-alive race: a kept-alive connection that the server closed (its idle
-// timeout) as the request went out, with nothing of a reply read. The server
-// never read that request, and HTTP clients send it again; counting it as an
-// error would charge the server for the client's timing. The new socket is
-// not a kept-alive one, so a request is sent again at most once. It keeps
-// the request's due and send times, so its latency counts the wait. It
-// reports whether the request is in flight again.
+// resend sends c's request again, once, on a new socket when the server
+// closed the connection with nothing of a reply read: the keep-alive race,
+// where the server closes a connection it found idle (its idle timeout) as
+// the request goes out, and never reads it. HTTP clients send such a
+// request again; counting it as an error would charge the server for the
+// client's timing. It keeps the request's due and send times, so its
+// latency counts the wait. It reports whether the request is in flight
+// again; on false the caller counts it as an error.
 func (l *rateLoop) resend(c *rateConn, req []byte) bool {
-	if !c.reused || len(c.buf) > 0 {
+	if c.resent || len(c.buf) > 0 {
 		return false
 	}
 	due, sent := c.due, c.sent
 	l.reconnect(c)
-	// Whatever happens, the request is c's again: on false the caller
-	// counts it as an error.
+	// Whatever happens, the request is c's again.
 	l.idle = slices.DeleteFunc(l.idle, func(x *rateConn) bool { return x == c })
-	c.due, c.sent, c.busy = due, sent, true
+	c.due, c.sent, c.busy, c.resent = due, sent, true, true
 	return c.fd >= 0 && writeAll(c.fd, req) == nil
 }
 
