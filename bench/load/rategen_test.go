@@ -70,36 +70,22 @@ func TestReadReplyCountsNon2xx(t *testing.T) {
 // Idle connections the server closes (its idle timeout) are reopened once:
 // every scheduled request is still answered, none is counted twice.
 func TestRateLoopSurvivesIdleTimeouts(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	var closedIdle atomic.Int64
-	go func() {
+	// One fixed-size request at a time, and a connection idle for 20ms is
+	// closed.
+	ln := serveEach(t, func(c net.Conn) {
+		buf := make([]byte, len(idleReq))
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			if _, err := io.ReadFull(c, buf); err != nil {
+				closedIdle.Add(1)
 				return
 			}
-			// A minimal keep-alive server: one fixed-size request at a time,
-			// and a connection idle for 20ms is closed.
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				for {
-					_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-					if _, err := io.ReadFull(c, buf[:len(idleReq)]); err != nil {
-						closedIdle.Add(1)
-						return
-					}
-					if _, err := c.Write([]byte("HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}")); err != nil {
-						return
-					}
-				}
-			}()
+			if _, err := c.Write([]byte(acceptedReply)); err != nil {
+				return
+			}
 		}
-	}()
+	})
 	l, err := newRateLoop(netip.MustParseAddrPort(ln.Addr().String()), 8)
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +103,34 @@ func TestRateLoopSurvivesIdleTimeouts(t *testing.T) {
 	}
 }
 
-const idleReq = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+const (
+	idleReq       = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+	acceptedReply = "HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}"
+)
+
+// serveEach listens on loopback and runs handle on each connection, closing
+// it when handle returns; the listener closes with the test.
+func serveEach(t *testing.T, handle func(net.Conn)) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return ln
+}
 
 // A request whose connection the server closes with nothing of a reply read
 // (the keep-alive race: closed as idle while the request went out) is sent
@@ -139,36 +152,22 @@ func TestRateLoopResendsOnceAfterAKeepAliveClose(t *testing.T) {
 		{"never answered", 0, 0, 10, 20, 20},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
 			var read atomic.Int64
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
+			ln := serveEach(t, func(c net.Conn) {
+				buf := make([]byte, len(idleReq))
+				for served := 0; ; served++ {
+					if _, err := io.ReadFull(c, buf); err != nil {
 						return
 					}
-					go func() {
-						defer c.Close()
-						buf := make([]byte, len(idleReq))
-						for served := 0; ; served++ {
-							if _, err := io.ReadFull(c, buf); err != nil {
-								return
-							}
-							read.Add(1)
-							if served == tt.servePerConn {
-								return // closed with the request unanswered
-							}
-							if _, err := c.Write([]byte("HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}")); err != nil {
-								return
-							}
-						}
-					}()
+					read.Add(1)
+					if served == tt.servePerConn {
+						return // closed with the request unanswered
+					}
+					if _, err := c.Write([]byte(acceptedReply)); err != nil {
+						return
+					}
 				}
-			}()
+			})
 			l, err := newRateLoop(netip.MustParseAddrPort(ln.Addr().String()), 1)
 			if err != nil {
 				t.Fatal(err)
