@@ -201,10 +201,7 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: cfg.Logger, Metrics: metrics.New(cfg.Version, cfg.Metrics), done: make(chan struct{}), fatal: make(chan error, 1)}
 	if err := g.start(ctx, cfg); err != nil {
 		if g.ln != nil && cfg.Listener == nil {
-			g.ln.Close() // ours: a later step failed
-		}
-		if g.mln != nil && cfg.MetricsLn == nil {
-			g.mln.Close()
+			g.ln.Close() // ours: the metrics listener, opened last, failed
 		}
 		g.closeAll()
 		return nil, err

@@ -17,7 +17,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/valyala/fasthttp"
-	"golang.org/x/time/rate"
 
 	"github.com/hookgate/hookgate/auth"
 	"github.com/hookgate/hookgate/bus"
@@ -69,7 +68,7 @@ type Handler struct {
 	pub     Publisher
 	metrics *metrics.Metrics
 	log     *slog.Logger
-	logInfo *rate.Limiter // samples refusal logs at info level
+	logInfo *logsample.Sampler // samples refusal logs at info level
 	// failLogs samples failure warnings: an outage of the broker fails every
 	// request, and a line per request would bury the log. One sampler per
 	// kind of failure (what failed, and why), so that a flood of one kind
@@ -115,7 +114,7 @@ func New(cfg Config, a Authenticator, p Publisher, m *metrics.Metrics, log *slog
 	_, _ = rand.Read(rnd[:])
 	h := &Handler{
 		cfg: cfg, auth: a, pub: p, metrics: m, log: log,
-		logInfo:  rate.NewLimiter(1, 5),
+		logInfo:  logsample.New(1, 5),
 		failLogs: make(map[failKind]*logsample.Sampler),
 		perCred:  limit.New[credKey](cfg.RateLimit, cfg.RateBurst, cfg.LimiterKeys),
 		perAddr:  limit.New[netip.Addr](cfg.AuthFailureRate, cfg.AuthFailureBurst, cfg.LimiterKeys),
@@ -418,17 +417,20 @@ func (h *Handler) refuse(ctx *fasthttp.RequestCtx, req *request, r *refusal, aut
 	if authReason != "" {
 		h.metrics.AuthFailure(authReason)
 	}
-	level := slog.LevelDebug
-	if h.log.Enabled(context.Background(), slog.LevelDebug) {
-		// every refusal is logged at debug
-	} else if h.logInfo.Allow() {
+	level, leftOut := slog.LevelDebug, int64(0) // every refusal is logged at debug
+	if !h.log.Enabled(context.Background(), slog.LevelDebug) {
+		var ok bool
+		if ok, leftOut = h.logInfo.Allow(); !ok {
+			return r.status
+		}
 		level = slog.LevelInfo
-	} else {
-		return r.status
 	}
-	h.log.Log(context.Background(), level, "request refused",
-		"status", r.status, "error", r.code, "route", req.route.String(),
-		"app", safeApp(req.app), "credential", req.credID, "remote", ctx.RemoteIP().String())
+	attrs := []any{"status", r.status, "error", r.code, "route", req.route.String(),
+		"app", safeApp(req.app), "credential", req.credID, "remote", ctx.RemoteIP().String()}
+	if leftOut > 0 {
+		attrs = append(attrs, "refusals_not_logged_since_last", leftOut)
+	}
+	h.log.Log(context.Background(), level, "request refused", attrs...)
 	return r.status
 }
 
