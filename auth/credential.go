@@ -59,11 +59,8 @@ type Record struct {
 // reaches a NATS subject, so nothing else is allowed (^[a-z0-9][a-z0-9_-]{0,62}$).
 func ValidName(s []byte) bool { return validIdent(s, 63) }
 
-// ValidID reports whether s is a credential id (^[a-z0-9][a-z0-9_-]{0,63}$).
-func ValidID(s string) bool { return validIdent([]byte(s), 64) }
-
 // ValidRecordID reports whether s may be a credential record's id. hookgate
-// issues ids that are ValidID, but a platform writing its own records may
+// issues 16 hex digits (newID), but a platform writing its own records may
 // use its own ids (upper case, UUIDs, ...): the contract refuses a record
 // only for its organization, application or kind. The id reaches the
 // Hook-Credential header, logs and the management key cred.<id>, so it keeps

@@ -86,7 +86,6 @@ type Store struct {
 
 	epoch   atomic.Uint64 // entries and events of other epochs are not served
 	trusted atomic.Bool   // false: every lookup reads the bucket
-	lastRev atomic.Uint64 // highest bucket revision the watch applied
 }
 
 type entry struct {
@@ -169,9 +168,6 @@ func (s *Store) Trust() {
 
 // Trusted reports whether lookups may be answered from memory.
 func (s *Store) Trusted() bool { return s.trusted.Load() }
-
-// LastRevision is the highest bucket revision the watch has applied.
-func (s *Store) LastRevision() uint64 { return s.lastRev.Load() }
 
 // Close releases the cache.
 func (s *Store) Close() { s.cache.Close() }
@@ -273,9 +269,6 @@ func (s *Store) fill(ctx context.Context, h Hash) (*Credential, error) {
 // Apply records one event of the bucket's tok. keys, in revision order. A put
 // whose value does not parse makes the token invalid and is counted.
 func (s *Store) Apply(key string, op jetstream.KeyValueOp, value []byte, rev uint64) {
-	if rev > s.lastRev.Load() {
-		s.lastRev.Store(rev) // only the watch goroutine writes it
-	}
 	if !strings.HasPrefix(key, TokenKeyPrefix) {
 		return // cred.<id> and anything else: not the cache's business
 	}
@@ -311,9 +304,10 @@ func (s *Store) Apply(key string, op jetstream.KeyValueOp, value []byte, rev uin
 	s.recentN.Store(int64(len(s.recent)))
 }
 
-// Prune forgets events older than the time any fill can take; the cache (or a
-// fresh bucket read) then carries what they said.
-func (s *Store) Prune() {
+// prune forgets events older than the time any fill can take; the cache (or a
+// fresh bucket read) then carries what they said. Apply prunes too, at most
+// once a second; Watch calls prune for the quiet times.
+func (s *Store) prune() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.pruneLocked(s.cfg.Now())

@@ -65,7 +65,10 @@ func TestFillRacingDeleteCannotResurrect(t *testing.T) {
 		read:    make(chan struct{}),
 		release: make(chan struct{}),
 	}
-	s, err := auth.NewStore(src, nil, auth.StoreConfig{})
+	now := time.Now()
+	var clock atomic.Pointer[time.Time]
+	clock.Store(&now)
+	s, err := auth.NewStore(src, nil, auth.StoreConfig{Now: func() time.Time { return *clock.Load() }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,8 +94,12 @@ func TestFillRacingDeleteCannotResurrect(t *testing.T) {
 			t.Fatalf("after delete: %v, %v", c, err)
 		}
 	}
-	s.Prune() // even once the event memory is gone, the cache holds no live entry
-	time.Sleep(10 * time.Millisecond)
+	// Even once the event memory is gone, the cache holds no live entry.
+	// Events are forgotten after a minute, by the next Apply.
+	later := now.Add(2 * time.Minute)
+	clock.Store(&later)
+	s.Apply(auth.TokenKey(auth.HashToken([]byte("platform-token-other"))), jetstream.KeyValueDelete, nil, 7)
+	s.WaitCache()
 	if s.Known(h) {
 		t.Fatal("revoked token still known valid")
 	}
@@ -191,7 +198,12 @@ func TestConcurrentFillsNeverUndoDeletes(t *testing.T) {
 			select {
 			case <-watchCtx.Done():
 				return
-			case e := <-w.Updates():
+			case e, ok := <-w.Updates():
+				if !ok {
+					// nats.go closes the updates once watchCtx ends, and
+					// this select may see that first.
+					return
+				}
 				if e == nil {
 					close(synced)
 					continue

@@ -14,9 +14,10 @@ import (
 // replica that may lag). bus.KVNextRevision implements it.
 type NextRevision func(ctx context.Context, from uint64) (uint64, error)
 
-// Watch applies every event of the bucket to the store until ctx ends. synced
-// is called once, when the watch has first delivered the bucket's current
-// state.
+// Watch applies every event of the bucket to the store until ctx ends, and
+// then returns nil: a stopped watch is not an error. It returns an error when
+// the watch cannot be created or ends by itself. synced is called once, when
+// the watch has first delivered the bucket's current state.
 //
 // Every StaleAfter/2 it asks the bucket for its last revision. If the watch
 // has not reached the revision the bucket had at the previous check, the
@@ -37,6 +38,9 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, next NextRevis
 	s.Distrust("credential watch starting")
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("auth: watch bucket %q: %w", kv.Bucket(), err)
 	}
 	defer func() { stopWatch(w) }()
@@ -54,7 +58,7 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, next NextRevis
 		case <-ctx.Done():
 			return nil
 		case <-prune.C:
-			s.Prune()
+			s.prune()
 		case <-check.C:
 			if catchingUp {
 				continue
@@ -88,6 +92,11 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, next NextRevis
 			}
 		case e, ok := <-w.Updates():
 			if !ok {
+				if ctx.Err() != nil {
+					// nats.go closes the updates when ctx ends, and this
+					// select may see that before ctx.Done: stopped as asked.
+					return nil
+				}
 				return fmt.Errorf("auth: watch of bucket %q ended", kv.Bucket())
 			}
 			if e == nil {

@@ -112,7 +112,8 @@ func TestWatchIgnoresReplayedRevisions(t *testing.T) {
 	h := auth.HashToken([]byte("platform-token-replayed"))
 	key := auth.TokenKey(h)
 	src := &countingSource{} // the bucket: the token is gone
-	s, err := auth.NewStore(src, nil, auth.StoreConfig{StaleAfter: time.Hour})
+	obs := &countingObserver{}
+	s, err := auth.NewStore(src, obs, auth.StoreConfig{StaleAfter: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,11 +133,14 @@ func TestWatchIgnoresReplayedRevisions(t *testing.T) {
 		<-done
 	}()
 	hgtest.WaitFor(t, 5*time.Second, func() error {
-		if s.LastRevision() < 3 {
-			return fmt.Errorf("watch applied up to %d", s.LastRevision())
+		if n := obs.del.Load(); n < 2 { // the delete at 2, the marker at 3
+			return fmt.Errorf("watch applied %d of the 2 deletes", n)
 		}
 		return nil
 	})
+	if n := obs.put.Load(); n != 1 {
+		t.Fatalf("%d puts applied, want 1: the replayed put was applied", n)
+	}
 	if !s.Trusted() {
 		t.Fatal("store not trusted: the test would not look at the cache")
 	}
