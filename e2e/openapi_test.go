@@ -1,16 +1,26 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/build"
+	"go/parser"
+	"go/token"
 	"io"
+	"net"
 	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -100,12 +110,13 @@ func TestOpenAPIMatchesGateway(t *testing.T) {
 	doc := loadOpenAPI(t)
 
 	plain := hgtest.StartGateway(t, "", nil)
-	// tight has a small --max-body and a per-credential rate of one request
-	// per 100s (burst 1), for 413 and 429.
+	// tight has a small --max-body, a per-credential rate of one request
+	// per 100s (burst 1) and a 1s --read-timeout, for 413, 429 and 408.
 	tight := hgtest.StartGateway(t, "", func(cfg *gateway.Config) {
 		cfg.Ingest.MaxBody = 1024
 		cfg.Ingest.RateLimit = 0.01
 		cfg.Ingest.RateBurst = 1
+		cfg.Server.ReadTimeout = time.Second
 	})
 	reg := hgtest.Registry(t, plain.NATSURL(), "")
 	hits := hgtest.Issue(t, reg, auth.IssueRequest{Org: "acme", Kind: auth.KindHits, Name: "openapi hits"})
@@ -251,6 +262,43 @@ func TestOpenAPIMatchesGateway(t *testing.T) {
 		})
 	}
 
+	// What the HTTP layer answers before the handler sees a request: sent as
+	// raw bytes, since an HTTP client would not send them.
+	t.Run("HTTP layer", func(t *testing.T) {
+		for _, c := range []struct {
+			name   string
+			gw     *hgtest.Gateway
+			raw    string
+			status int
+			code   string
+		}{
+			{"400 bad_request", plain, "NOT HTTP\r\n\r\n", 400, "bad_request"},
+			{"431 headers_too_large", plain, "POST /v1/hits/web HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("b", 20000) + "\r\n\r\n",
+				431, "headers_too_large"},
+			{"408 request_timeout", tight, "POST /v1/hits/web HTTP/1.1\r\nHost: h\r\n", 408, "request_timeout"},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				resp, body := rawExchange(t, c.gw.URL, c.raw)
+				t.Logf("-> %d %v %s", resp.StatusCode, resp.Header, body)
+				var reply struct{ Error string }
+				if resp.StatusCode != c.status || json.Unmarshal(body, &reply) != nil || reply.Error != c.code {
+					t.Fatalf("reply %d %s, want %d %s", resp.StatusCode, body, c.status, c.code)
+				}
+				req := (&apiCase{gw: c.gw, method: http.MethodPost, path: "/v1/hits/web", body: obj}).request(t)
+				route, params, err := router.FindRoute(req)
+				if err != nil {
+					t.Fatalf("find route: %v", err)
+				}
+				in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: opts}
+				out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode, Header: resp.Header, Options: opts}
+				out.SetBodyBytes(body)
+				if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
+					t.Errorf("the reply does not match the document: %v", err)
+				}
+			})
+		}
+	})
+
 	// The checks above are only worth something if the document refuses
 	// wrong replies: fabricated ones that break it must fail validation.
 	t.Run("document refuses wrong replies", func(t *testing.T) {
@@ -270,7 +318,10 @@ func TestOpenAPIMatchesGateway(t *testing.T) {
 			{"202 extra field", 202, nil, `{"id":"a-1","stream":"HOOKS","seq":1,"duplicate":false,"token":"x"}`},
 			{"401 without WWW-Authenticate", 401, nil, `{"error":"missing_token","message":"m"}`},
 			{"401 with a 403 code", 401, http.Header{"Www-Authenticate": {`Bearer realm="hookgate"`}}, `{"error":"forbidden","message":"m"}`},
-			{"400 unknown code", 400, nil, `{"error":"bad_request","message":"m"}`},
+			{"400 unknown code", 400, nil, `{"error":"no_such_code","message":"m"}`},
+			{"400 with a 413 code", 400, nil, `{"error":"payload_too_large","message":"m"}`},
+			{"408 with a 400 code", 408, nil, `{"error":"bad_request","message":"m"}`},
+			{"431 with a 413 code", 431, nil, `{"error":"payload_too_large","message":"m"}`},
 			{"429 Retry-After 0", 429, http.Header{"Retry-After": {"0"}}, `{"error":"rate_limited","message":"m"}`},
 			{"503 without Retry-After", 503, nil, `{"error":"unavailable","message":"m"}`},
 			{"405 without Allow", 405, nil, `{"error":"method_not_allowed","message":"m"}`},
@@ -294,4 +345,182 @@ func TestOpenAPIMatchesGateway(t *testing.T) {
 			t.Logf("%s: refused: %s", bad.name, first)
 		}
 	})
+}
+
+// rawExchange writes raw to the gateway at base (http://host:port) and reads
+// one reply.
+func rawExchange(t *testing.T, base, raw string) (*http.Response, []byte) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("read reply: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read reply body: %v", err)
+	}
+	return resp, body
+}
+
+// refusal is one row of ingest's refusal table.
+type refusal struct {
+	status int
+	code   string
+}
+
+// ingestRefusals reads the refusal table from ingest's source: every
+// newRefusal(status, "code", message) call in its non-test files, the status
+// a number or a net/http Status constant. The codes are unexported, and the
+// table is what every reply is built from.
+func ingestRefusals(t *testing.T) []refusal {
+	t.Helper()
+	statuses := httpStatuses(t)
+	files, err := filepath.Glob("../ingest/*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	var out []refusal
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		file, err := parser.ParseFile(fset, f, nil, 0)
+		if err != nil {
+			t.Fatalf("parse %s: %v", f, err)
+		}
+		ast.Inspect(file, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok || len(call.Args) != 3 {
+				return true
+			}
+			if id, ok := call.Fun.(*ast.Ident); !ok || id.Name != "newRefusal" {
+				return true
+			}
+			var r refusal
+			switch a := call.Args[0].(type) {
+			case *ast.SelectorExpr:
+				r.status = statuses[a.Sel.Name]
+			case *ast.BasicLit:
+				r.status, _ = strconv.Atoi(a.Value)
+			}
+			if lit, ok := call.Args[1].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				r.code, _ = strconv.Unquote(lit.Value)
+			}
+			if r.status == 0 || r.code == "" {
+				t.Fatalf("%s: a newRefusal call this test cannot read: status and code must be literals or net/http constants", fset.Position(call.Pos()))
+			}
+			if !slices.Contains(out, r) {
+				out = append(out, r)
+			}
+			return true
+		})
+	}
+	if len(out) < 10 {
+		t.Fatalf("found %d refusals in ../ingest (newRefusal calls), want the whole error table: was it renamed?", len(out))
+	}
+	return out
+}
+
+// httpStatuses maps net/http's Status constants to their values, from the
+// standard library's source.
+func httpStatuses(t *testing.T) map[string]int {
+	t.Helper()
+	f := filepath.Join(build.Default.GOROOT, "src", "net", "http", "status.go")
+	file, err := parser.ParseFile(token.NewFileSet(), f, nil, 0)
+	if err != nil {
+		t.Fatalf("parse %s: %v", f, err)
+	}
+	out := map[string]int{}
+	for _, d := range file.Decls {
+		gd, ok := d.(*ast.GenDecl)
+		if !ok || gd.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range gd.Specs {
+			vs := spec.(*ast.ValueSpec)
+			for i, name := range vs.Names {
+				if i < len(vs.Values) {
+					if lit, ok := vs.Values[i].(*ast.BasicLit); ok {
+						out[name.Name], _ = strconv.Atoi(lit.Value)
+					}
+				}
+			}
+		}
+	}
+	if out["StatusRequestTimeout"] != 408 {
+		t.Fatalf("%s: read no StatusRequestTimeout = 408", f)
+	}
+	return out
+}
+
+// TestOpenAPIErrorCodesMatchIngest holds the document's ErrorCode enum to
+// ingest's refusal table, both ways, and wants every refusal but 404 (which
+// the document describes only in words) accepted as a reply of both
+// operations, with its status.
+func TestOpenAPIErrorCodesMatchIngest(t *testing.T) {
+	doc := loadOpenAPI(t)
+	refusals := ingestRefusals(t)
+
+	var want []string
+	for _, r := range refusals {
+		if !slices.Contains(want, r.code) {
+			want = append(want, r.code)
+		}
+	}
+	var got []string
+	for _, v := range doc.Components.Schemas["ErrorCode"].Value.Enum {
+		got = append(got, fmt.Sprint(v))
+	}
+	slices.Sort(want)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("ErrorCode enum in %s:\n  %v\ningest's refusal table:\n  %v", openAPIFile, got, want)
+	}
+
+	doc.Servers = openapi3.Servers{{URL: "http://127.0.0.1:8080"}}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatalf("router: %v", err)
+	}
+	opts := &openapi3filter.Options{AuthenticationFunc: authenticate, IncludeResponseStatus: true}
+	// Every header any reply must carry, so that only status and body decide.
+	header := http.Header{
+		"Content-Type":     {"application/json"},
+		"Www-Authenticate": {`Bearer realm="hookgate"`},
+		"Allow":            {"POST"},
+		"Retry-After":      {"1"},
+	}
+	for _, path := range []string{"/v1/hits/web", "/v1/deploys/web"} {
+		req, err := http.NewRequest(http.MethodPost, "http://127.0.0.1:8080"+path, strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		route, params, err := router.FindRoute(req)
+		if err != nil {
+			t.Fatalf("find route %s: %v", path, err)
+		}
+		in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: opts}
+		for _, r := range refusals {
+			if r.status == http.StatusNotFound {
+				continue
+			}
+			out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: r.status, Header: header, Options: opts}
+			out.SetBodyBytes([]byte(`{"error":` + strconv.Quote(r.code) + `,"message":"m"}`))
+			if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
+				first, _, _ := strings.Cut(err.Error(), "\n")
+				t.Errorf("%s: ingest answers %d %s; the document does not allow it: %s", route.Operation.OperationID, r.status, r.code, first)
+			}
+		}
+	}
 }
