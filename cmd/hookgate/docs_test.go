@@ -200,3 +200,39 @@ func TestDocsCheckCatchesAGap(t *testing.T) {
 		}
 	}
 }
+
+// TestDocsLayoutNamesEveryDirectory wants the README's layout table to name
+// every top-level directory of the repository, and every package under
+// internal/. Hidden directories are left out, but for .ci; data/ is where a
+// serve started in the clone keeps its files (.gitignore).
+func TestDocsLayoutNamesEveryDirectory(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, layout, ok := strings.Cut(string(readme), "\n## Layout\n")
+	if !ok {
+		t.Fatal("README.md has no ## Layout section")
+	}
+	layout, _, _ = strings.Cut(layout, "\n## ")
+	var dirs []string
+	for _, parent := range []string{"", "internal/"} {
+		entries, err := os.ReadDir("../../" + parent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			name := e.Name()
+			if !e.IsDir() || name == "data" || name == "internal" && parent == "" ||
+				strings.HasPrefix(name, ".") && name != ".ci" {
+				continue
+			}
+			dirs = append(dirs, parent+name)
+		}
+	}
+	for _, d := range dirs {
+		if !strings.Contains(layout, "| `"+d+"`") && !strings.Contains(layout, "| `"+d+"/") {
+			t.Errorf("README.md's layout table has no row for %s/", d)
+		}
+	}
+}
