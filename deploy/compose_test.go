@@ -1,0 +1,326 @@
+package deploy_test
+
+import (
+	"maps"
+	"net/url"
+	"os"
+	"path"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// The docker-compose.yml at the repo root: its services, and how they agree
+// with the files of deploy/ they build from or mount.
+
+type composeFile struct {
+	services map[string]map[string]any
+	gateways []string // built from deploy/Dockerfile
+	nats     []string // nats-server images
+	raw      map[string]any
+}
+
+func loadCompose(t *testing.T) composeFile {
+	t.Helper()
+	doc := yamlDoc(t, "docker-compose.yml")
+	c := composeFile{services: map[string]map[string]any{}, raw: doc}
+	svcs := mapping(doc, "services")
+	if len(svcs) == 0 {
+		t.Fatal("docker-compose.yml: no services")
+	}
+	for name, v := range svcs {
+		svc, ok := v.(map[string]any)
+		if !ok {
+			t.Fatalf("docker-compose.yml: service %s is not a mapping", name)
+		}
+		c.services[name] = svc
+		if path.Clean(str(svc, "build", "dockerfile")) == "deploy/Dockerfile" {
+			c.gateways = append(c.gateways, name)
+		}
+		if img := str(svc, "image"); img == "nats" || strings.HasPrefix(img, "nats:") {
+			c.nats = append(c.nats, name)
+		}
+	}
+	sort.Strings(c.gateways)
+	sort.Strings(c.nats)
+	return c
+}
+
+// serviceByImage returns the one service whose image is image (any tag).
+func (c composeFile) serviceByImage(t *testing.T, image string) (string, map[string]any) {
+	t.Helper()
+	var names []string
+	for name, svc := range c.services {
+		if img := str(svc, "image"); img == image || strings.HasPrefix(img, image+":") {
+			names = append(names, name)
+		}
+	}
+	if len(names) != 1 {
+		t.Fatalf("docker-compose.yml: services %v run %s, want exactly one", names, image)
+	}
+	return names[0], c.services[names[0]]
+}
+
+// composeEnv returns a service's environment, in either of compose's forms.
+func composeEnv(svc map[string]any) map[string]string {
+	env := map[string]string{}
+	switch e := svc["environment"].(type) {
+	case map[string]any:
+		for k, v := range e {
+			env[k] = str(v)
+		}
+	case []any:
+		for _, kv := range e {
+			s, _ := kv.(string)
+			k, v, _ := strings.Cut(s, "=")
+			env[k] = v
+		}
+	}
+	return env
+}
+
+// composeHostPorts returns the host ports ("8080/tcp") a service publishes.
+func composeHostPorts(t *testing.T, name string, svc map[string]any) []string {
+	t.Helper()
+	var out []string
+	add := func(spec, proto string) {
+		if proto == "" {
+			proto = "tcp"
+		}
+		lo, hi, isRange := strings.Cut(spec, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			t.Errorf("service %s: host port %q: %v", name, spec, err)
+			return
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil {
+				t.Errorf("service %s: host port %q: %v", name, spec, err)
+				return
+			}
+		}
+		for p := a; p <= b; p++ {
+			out = append(out, strconv.Itoa(p)+"/"+proto)
+		}
+	}
+	for _, p := range list(svc, "ports") {
+		switch p := p.(type) {
+		case string:
+			spec, proto, _ := strings.Cut(p, "/")
+			parts := strings.Split(spec, ":")
+			switch len(parts) {
+			case 1: // container port only: a random host port
+			case 2:
+				add(parts[0], proto)
+			default: // host_ip:host:container (an IPv6 host_ip has more colons)
+				add(parts[len(parts)-2], proto)
+			}
+		case map[string]any:
+			if pub := str(p, "published"); pub != "" {
+				add(pub, str(p, "protocol"))
+			}
+		case int:
+		default:
+			t.Errorf("service %s: port %v: unknown form", name, p)
+		}
+	}
+	return out
+}
+
+func isHostPath(src string) bool {
+	return strings.HasPrefix(src, ".") || strings.HasPrefix(src, "/") || strings.HasPrefix(src, "~")
+}
+
+// composeBindMounts returns a service's bind mounts as host path -> target.
+func composeBindMounts(svc map[string]any) map[string]string {
+	out := map[string]string{}
+	for _, v := range list(svc, "volumes") {
+		switch v := v.(type) {
+		case string:
+			parts := strings.Split(v, ":")
+			if len(parts) >= 2 && isHostPath(parts[0]) {
+				out[parts[0]] = parts[1]
+			}
+		case map[string]any:
+			if str(v, "type") == "bind" {
+				out[str(v, "source")] = str(v, "target")
+			}
+		}
+	}
+	return out
+}
+
+func composeNamedVolumes(svc map[string]any) []string {
+	var out []string
+	for _, v := range list(svc, "volumes") {
+		switch v := v.(type) {
+		case string:
+			src, _, ok := strings.Cut(v, ":")
+			if ok && !isHostPath(src) {
+				out = append(out, src)
+			}
+		case map[string]any:
+			if str(v, "type") == "volume" && str(v, "source") != "" {
+				out = append(out, str(v, "source"))
+			}
+		}
+	}
+	return out
+}
+
+func TestComposeServices(t *testing.T) {
+	c := loadCompose(t)
+	if len(c.nats) != 3 {
+		t.Errorf("NATS services %v, want 3 (a cluster of three nodes)", c.nats)
+	}
+	if len(c.gateways) != 2 {
+		t.Errorf("gateway services built from deploy/Dockerfile %v, want 2", c.gateways)
+	}
+	c.serviceByImage(t, "prom/prometheus")
+	c.serviceByImage(t, "grafana/grafana")
+	for _, n := range c.nats {
+		if !strings.HasPrefix(str(c.services[n], "image"), "nats:2.11") {
+			t.Errorf("service %s: image %q, want nats:2.11", n, str(c.services[n], "image"))
+		}
+	}
+}
+
+func TestComposeBindMountsExist(t *testing.T) {
+	c := loadCompose(t)
+	n := 0
+	for name, svc := range c.services {
+		for src, dst := range composeBindMounts(svc) {
+			n++
+			if strings.HasPrefix(src, "/") || strings.HasPrefix(src, "~") {
+				t.Errorf("service %s: bind mount %s -> %s is outside the repo", name, src, dst)
+				continue
+			}
+			if _, err := os.Stat(repoPath(src)); err != nil {
+				t.Errorf("service %s: bind mount %s -> %s: %v", name, src, dst, err)
+			}
+		}
+		if ctx := str(svc, "build", "context"); ctx != "" {
+			df := str(svc, "build", "dockerfile")
+			if df == "" {
+				df = "Dockerfile"
+			}
+			if _, err := os.Stat(repoPath(path.Join(ctx, df))); err != nil {
+				t.Errorf("service %s: dockerfile: %v", name, err)
+			}
+		}
+		for _, v := range composeNamedVolumes(svc) {
+			if _, ok := mapping(c.raw, "volumes")[v]; !ok {
+				t.Errorf("service %s: named volume %s is not declared under volumes:", name, v)
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no bind mount found: Prometheus and Grafana need their files mounted")
+	}
+}
+
+func TestComposeHostPortsUnique(t *testing.T) {
+	c := loadCompose(t)
+	owner := map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(c.services)) {
+		for _, p := range composeHostPorts(t, name, c.services[name]) {
+			if o, dup := owner[p]; dup {
+				t.Errorf("host port %s published by both %s and %s", p, o, name)
+			}
+			owner[p] = name
+		}
+	}
+	for _, p := range []string{"8080/tcp", "8081/tcp", "9180/tcp", "9181/tcp"} {
+		if !slices.Contains(c.gateways, owner[p]) {
+			t.Errorf("host port %s: published by %q, want a gateway", p, owner[p])
+		}
+	}
+}
+
+// TestComposeGateways: each gateway stores with 3 replicas on the compose
+// NATS cluster, reaching every node of it.
+func TestComposeGateways(t *testing.T) {
+	c := loadCompose(t)
+	if len(c.gateways) == 0 {
+		t.Fatal("no gateway service (build.dockerfile: deploy/Dockerfile)")
+	}
+	for _, g := range c.gateways {
+		env := composeEnv(c.services[g])
+		if env["HOOKGATE_REPLICAS"] != "3" {
+			t.Errorf("%s: HOOKGATE_REPLICAS=%q, want 3", g, env["HOOKGATE_REPLICAS"])
+		}
+		raw := env["HOOKGATE_NATS_URL"]
+		if raw == "" {
+			t.Errorf("%s: HOOKGATE_NATS_URL is not set (the gateway would start an embedded NATS server)", g)
+			continue
+		}
+		var hosts []string
+		for _, u := range strings.Split(raw, ",") {
+			pu, err := url.Parse(strings.TrimSpace(u))
+			if err != nil || pu.Scheme != "nats" || pu.Port() != "4222" {
+				t.Errorf("%s: HOOKGATE_NATS_URL entry %q: want nats://HOST:4222", g, u)
+				continue
+			}
+			hosts = append(hosts, pu.Hostname())
+		}
+		sort.Strings(hosts)
+		if !slices.Equal(hosts, c.nats) {
+			t.Errorf("%s: HOOKGATE_NATS_URL lists %v, want every NATS service %v", g, hosts, c.nats)
+		}
+	}
+}
+
+// TestComposePrometheus: the Prometheus service loads prometheus-compose.yml
+// and the rule files it names, and that config scrapes exactly the gateways'
+// metrics listeners under the job name the rules select (job="hookgate").
+// promtool check config (TestPromtool) checks the file itself.
+func TestComposePrometheus(t *testing.T) {
+	c := loadCompose(t)
+	name, svc := c.serviceByImage(t, "prom/prometheus")
+	const config = "deploy/prometheus/prometheus-compose.yml"
+	mounts := map[string]string{}
+	for src, dst := range composeBindMounts(svc) {
+		mounts[path.Clean(src)] = dst
+	}
+	if got := mounts[config]; got != "/etc/prometheus/prometheus.yml" {
+		t.Errorf("service %s mounts %s at %q, want /etc/prometheus/prometheus.yml", name, config, got)
+	}
+	doc := yamlDoc(t, config)
+	for _, f := range strSlice(list(doc, "rule_files")) {
+		src := path.Join("deploy/prometheus", f)
+		if want := path.Join("/etc/prometheus", f); mounts[src] != want {
+			t.Errorf("%s loads rule file %s: service %s mounts %s at %q, want %s", config, f, name, src, mounts[src], want)
+		}
+	}
+	var want []string
+	for _, g := range c.gateways {
+		want = append(want, g+":9180")
+	}
+	if got := scrapeTargets(t, config, "hookgate"); !slices.Equal(got, want) {
+		t.Errorf("%s: job hookgate scrapes %v, want the gateways' metrics listeners %v", config, got, want)
+	}
+}
+
+// scrapeTargets returns the sorted static targets of one job of a Prometheus
+// config, and fails the test when the config has no such job.
+func scrapeTargets(t *testing.T, config, job string) []string {
+	t.Helper()
+	var jobs []string
+	for _, sc := range list(yamlDoc(t, config), "scrape_configs") {
+		jobs = append(jobs, str(sc, "job_name"))
+		if str(sc, "job_name") != job {
+			continue
+		}
+		var targets []string
+		for _, static := range list(sc, "static_configs") {
+			targets = append(targets, strSlice(list(static, "targets"))...)
+		}
+		sort.Strings(targets)
+		return targets
+	}
+	t.Fatalf("%s: scrape jobs %v, want one named %s (the rules and the dashboard select job=%q)", config, jobs, job, job)
+	return nil
+}
