@@ -104,8 +104,8 @@ func benchHandler(b *testing.B) (*fasthttp.Client, string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := ingest.New(ingest.Config{}, store, pub, m, slog.New(slog.DiscardHandler))
-	srv := ingest.NewServer(ingest.ServerConfig{}, h)
+	h := ingest.New(ingest.DefaultConfig(), store, pub, m, slog.New(slog.DiscardHandler))
+	srv := ingest.NewServer(ingest.DefaultServerConfig(), h)
 	ln := fasthttputil.NewInmemoryListener()
 	go func() { _ = srv.Serve(ln) }()
 	b.Cleanup(func() { _ = srv.Shutdown(); _ = ln.Close() })

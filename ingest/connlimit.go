@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hookgate/hookgate/internal/logsample"
 )
 
 // ConnLimits caps open connections on the webhook listener: per client
@@ -22,8 +24,8 @@ import (
 // written (the client has not finished its handshake) and the connection
 // is just closed, as fasthttp does.
 type ConnLimits struct {
-	PerAddress int  // default DefaultMaxConnsPerIP
-	Total      int  // default DefaultMaxConns
+	PerAddress int  // positive (ServerConfig.Validate)
+	Total      int  // positive (ServerConfig.Validate)
 	Plain      bool // the listener speaks plain HTTP: refusals get a reply
 	// Refused is called for each refused connection with the status sent.
 	Refused func(status int)
@@ -32,21 +34,21 @@ type ConnLimits struct {
 
 // LimitConns wraps ln so that Accept refuses connections over the limits.
 func LimitConns(ln net.Listener, cfg ConnLimits) net.Listener {
-	if cfg.PerAddress <= 0 {
-		cfg.PerAddress = DefaultMaxConnsPerIP
-	}
-	if cfg.Total <= 0 {
-		cfg.Total = DefaultMaxConns
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &limitedListener{Listener: ln, cfg: cfg, open: map[netip.Addr]int{}, lingering: make(chan struct{}, maxLingering)}
+	return &limitedListener{
+		Listener: ln, cfg: cfg, open: map[netip.Addr]int{},
+		// At most one line a minute: a client opening connections in a loop
+		// must not flood the log; the next line says how many were not logged.
+		logs:      logsample.New(1.0/60, 1),
+		lingering: make(chan struct{}, maxLingering),
+	}
 }
 
 var (
-	connRefusedAddress = cannedRefusal(errRateLimited.status, errRateLimited.body)
-	connRefusedTotal   = cannedRefusal(errBusy.status, errBusy.body)
+	connRefusedAddress = cannedRefusal(refusalRateLimited.status, refusalRateLimited.body)
+	connRefusedTotal   = cannedRefusal(refusalBusy.status, refusalBusy.body)
 )
 
 // cannedRefusal is a whole HTTP/1.1 reply, built once: a refused
@@ -64,7 +66,7 @@ type limitedListener struct {
 	total int
 	open  map[netip.Addr]int
 
-	lastLog   atomic.Int64  // unix nanos of the last refusal logged
+	logs      *logsample.Sampler
 	lingering chan struct{} // refused connections draining before close
 }
 
@@ -90,9 +92,9 @@ func (l *limitedListener) admit(addr netip.Addr) (int, []byte) {
 	defer l.mu.Unlock()
 	switch {
 	case l.total >= l.cfg.Total:
-		return errBusy.status, connRefusedTotal
+		return refusalBusy.status, connRefusedTotal
 	case l.open[addr] >= l.cfg.PerAddress:
-		return errRateLimited.status, connRefusedAddress
+		return refusalRateLimited.status, connRefusedAddress
 	}
 	l.total++
 	l.open[addr]++
@@ -123,16 +125,19 @@ func (l *limitedListener) refuse(c net.Conn, addr netip.Addr, status int, reply 
 	if l.cfg.Refused != nil {
 		l.cfg.Refused(status)
 	}
-	// At most one line a minute: a client opening connections in a loop
-	// must not flood the log.
-	now := time.Now().UnixNano()
-	if last := l.lastLog.Load(); now-last > int64(time.Minute) && l.lastLog.CompareAndSwap(last, now) {
-		msg, limit := "connection refused: too many open from one client address", l.cfg.PerAddress
-		if status == errBusy.status {
-			msg, limit = "connection refused: too many open connections", l.cfg.Total
-		}
-		l.cfg.Logger.Warn(msg, "remote", addr.String(), "limit", limit, "status", status)
+	ok, leftOut := l.logs.Allow()
+	if !ok {
+		return
 	}
+	msg, limit := "connection refused: too many open from one client address", l.cfg.PerAddress
+	if status == refusalBusy.status {
+		msg, limit = "connection refused: too many open connections", l.cfg.Total
+	}
+	attrs := []any{"remote", addr.String(), "limit", limit, "status", status}
+	if leftOut > 0 {
+		attrs = append(attrs, "refusals_not_logged_since_last", leftOut)
+	}
+	l.cfg.Logger.Warn(msg, attrs...)
 }
 
 // lingerClose ends a refused connection without losing the reply: closing

@@ -90,8 +90,10 @@ func FuzzHandler(f *testing.F) {
 
 	m := metrics.New("fuzz", metrics.Options{PerApp: true, PerAppMax: 10, CredentialSeen: true, CredentialMax: 10})
 	creds := memAuth{auth.HashToken([]byte(fuzzValid)): {ID: "c1", Org: "acme", Kind: auth.KindHits, Version: 1}}
-	h := New(Config{MaxBody: 4096, AuthFailureRate: 1000, AuthFailureBurst: 1000}, creds, &memPublisher{}, m, slog.New(slog.DiscardHandler))
-	srv := NewServer(ServerConfig{}, h)
+	cfg := DefaultConfig()
+	cfg.MaxBody, cfg.AuthFailureRate, cfg.AuthFailureBurst = 4096, 1000, 1000
+	h := New(cfg, creds, &memPublisher{}, m, slog.New(slog.DiscardHandler))
+	srv := NewServer(DefaultServerConfig(), h)
 
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		c := &conn{r: bytes.NewReader(raw)}

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"net/netip"
-	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,17 +46,56 @@ var (
 	_ Publisher     = (*bus.Publisher)(nil)
 )
 
-// Config is the handler's settings. Zero values take the contract's defaults.
+// The handler's defaults, the contract's. The command line's flag defaults
+// are these same constants.
+const (
+	DefaultSubjectPrefix    = "hooks"
+	DefaultMaxBody          = 262144
+	DefaultMaxInFlight      = 10000
+	DefaultAuthFailureRate  = 10.0
+	DefaultAuthFailureBurst = 100
+	defaultLimiterKeys      = 100_000
+)
+
+// Config is the handler's settings. As on the command line, zero means none:
+// a rate of 0 is off, and a zero size or count is refused by Validate. Start
+// from DefaultConfig.
 type Config struct {
-	SubjectPrefix    string  // default "hooks"
-	MaxBody          int     // default 262144
+	SubjectPrefix    string
+	MaxBody          int     // bytes
 	RateLimit        float64 // per credential per second; 0: off
-	RateBurst        int     // default with a RateLimit: one second's worth, at least 1
-	AuthFailureRate  float64 // default 10; negative: off
-	AuthFailureBurst int     // default 100
-	MaxInFlight      int     // requests past auth at once; default 10000
-	LimiterKeys      int     // max keys per limiter table; default 100000
+	RateBurst        int     // 0 with a RateLimit: one second's worth, at least 1
+	AuthFailureRate  float64 // refused-token requests per client address per second; 0: off
+	AuthFailureBurst int     // at least 1
+	MaxInFlight      int     // requests past auth at once
+	LimiterKeys      int     // max keys per limiter table; 0: 100000 (not a setting of the contract)
 	Now              func() time.Time
+}
+
+// DefaultConfig is the contract's handler settings.
+func DefaultConfig() Config {
+	return Config{
+		SubjectPrefix:    DefaultSubjectPrefix,
+		MaxBody:          DefaultMaxBody,
+		AuthFailureRate:  DefaultAuthFailureRate,
+		AuthFailureBurst: DefaultAuthFailureBurst,
+		MaxInFlight:      DefaultMaxInFlight,
+	}
+}
+
+// Validate reports settings that cannot work, named by their flags.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.MaxBody <= 0 {
+		errs = append(errs, fmt.Errorf("--max-body %d: must be a positive number of bytes", c.MaxBody))
+	}
+	if c.MaxInFlight <= 0 {
+		errs = append(errs, fmt.Errorf("--max-in-flight %d: must be positive", c.MaxInFlight))
+	}
+	if c.RateLimit < 0 || c.RateBurst < 0 || c.AuthFailureRate < 0 || c.AuthFailureBurst < 0 {
+		errs = append(errs, errors.New("--rate-limit, --rate-burst, --auth-failure-rate and --auth-failure-burst cannot be negative"))
+	}
+	return errors.Join(errs...)
 }
 
 // Handler is the webhook listener's request handler.
@@ -84,28 +121,16 @@ type Handler struct {
 	idSeq    atomic.Uint64
 }
 
-// New returns a handler. m and log must not be nil.
+// New returns a handler for a Config that Validate accepts. m and log must
+// not be nil.
 func New(cfg Config, a Authenticator, p Publisher, m *metrics.Metrics, log *slog.Logger) *Handler {
-	if cfg.SubjectPrefix == "" {
-		cfg.SubjectPrefix = "hooks"
-	}
-	if cfg.MaxBody <= 0 {
-		cfg.MaxBody = 262144
-	}
 	if cfg.RateLimit > 0 && cfg.RateBurst == 0 {
-		// The contract's defaults are a rate and a burst of 0; a rate given
-		// alone lets a second's worth through at once rather than refusing
-		// every request after the first of a pair.
+		// A rate given alone lets a second's worth through at once rather
+		// than refusing every request after the first of a pair.
 		cfg.RateBurst = max(1, int(math.Ceil(cfg.RateLimit)))
 	}
-	if cfg.AuthFailureRate == 0 {
-		cfg.AuthFailureRate, cfg.AuthFailureBurst = 10, 100
-	}
-	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = 10000
-	}
 	if cfg.LimiterKeys <= 0 {
-		cfg.LimiterKeys = 100_000
+		cfg.LimiterKeys = defaultLimiterKeys
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -115,31 +140,14 @@ func New(cfg Config, a Authenticator, p Publisher, m *metrics.Metrics, log *slog
 	h := &Handler{
 		cfg: cfg, auth: a, pub: p, metrics: m, log: log,
 		logInfo:  logsample.New(1, 5),
-		failLogs: make(map[failKind]*logsample.Sampler),
+		failLogs: newFailLogs(),
 		perCred:  limit.New[credKey](cfg.RateLimit, cfg.RateBurst, cfg.LimiterKeys),
 		perAddr:  limit.New[netip.Addr](cfg.AuthFailureRate, cfg.AuthFailureBurst, cfg.LimiterKeys),
 		idPrefix: hex.EncodeToString(rnd[:]) + "-",
 	}
 	h.maxBody.Store(int64(cfg.MaxBody))
-	for _, what := range []string{failedLookup, failedPublish} {
-		for _, why := range []string{metrics.PublishDisconnected, metrics.PublishTimeout, metrics.PublishError} {
-			h.failLogs[failKind{what, why}] = logsample.New(1, 10)
-		}
-	}
 	return h
 }
-
-// What failed, in failure warnings.
-const (
-	failedLookup  = "token lookup failed"
-	failedPublish = "publish failed"
-)
-
-type failKind struct{ what, why string }
-
-// HeaderAllowance is what the gateway's own NATS headers can add to a body:
-// the broker's limits must hold both.
-const HeaderAllowance = 1024
 
 // FitBroker lowers the body limit so that a body plus its headers fits the
 // broker's max_payload and the stream's max message size (<= 0: no limit).
@@ -158,39 +166,12 @@ func (h *Handler) FitBroker(maxPayload, maxMsgSize int64) int64 {
 // MaxBody is the body limit in force.
 func (h *Handler) MaxBody() int64 { return h.maxBody.Load() }
 
-var (
-	pathHits    = []byte("/v1/hits/")
-	pathDeploys = []byte("/v1/deploys/")
-	bearer      = []byte("bearer ")
-	basic       = []byte("basic ")
-)
-
 // request is what the checks learn about one request, for the log line.
 type request struct {
 	route  metrics.Route
 	kind   auth.Kind
 	app    []byte
 	credID string
-}
-
-// Serve handles one request.
-func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
-	start := h.cfg.Now()
-	var req request
-	code := h.serve(ctx, &req, start)
-	h.metrics.Request(req.route, code, h.cfg.Now().Sub(start))
-}
-
-// failureReason is the publish_failures_total reason for a webhook that NATS
-// did not take, whether its publish or its token read failed.
-func (h *Handler) failureReason(err error) string {
-	switch {
-	case errors.Is(err, bus.ErrDisconnected) || !h.pub.Connected():
-		return metrics.PublishDisconnected
-	case errors.Is(err, bus.ErrPublishTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return metrics.PublishTimeout
-	}
-	return metrics.PublishError
 }
 
 // credKey names a credential's rate budget. A platform's own ids need only be
@@ -201,6 +182,11 @@ type credKey struct {
 	kind auth.Kind
 	id   string
 }
+
+var (
+	pathHits    = []byte("/v1/hits/")
+	pathDeploys = []byte("/v1/deploys/")
+)
 
 // route splits a path into its route and {app}; ok is false for a 404.
 func route(path []byte) (r metrics.Route, kind auth.Kind, app []byte, ok bool) {
@@ -218,361 +204,125 @@ func route(path []byte) (r metrics.Route, kind auth.Kind, app []byte, ok bool) {
 	return r, kind, app, true
 }
 
+// Serve handles one request.
+func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
+	start := h.cfg.Now()
+	var req request
+	code := h.serve(ctx, &req, start)
+	h.metrics.Request(req.route, code, h.cfg.Now().Sub(start))
+}
+
+// serve runs the contract's checks in its order, then publishes; it returns
+// the status written.
 func (h *Handler) serve(ctx *fasthttp.RequestCtx, req *request, now time.Time) int {
 	var ok bool
 	req.route, req.kind, req.app, ok = route(ctx.URI().PathOriginal())
 	if !ok {
-		return h.refuse(ctx, req, errNotFound, "", 0)
+		return h.refuse(ctx, req, refusalNotFound, "", 0)
 	}
 	if !ctx.IsPost() {
-		return h.refuse(ctx, req, errMethod, "", 0)
+		return h.refuse(ctx, req, refusalMethod, "", 0)
 	}
 	if int64(len(ctx.Request.Body())) > h.maxBody.Load() {
-		return h.refuse(ctx, req, errPayloadTooLarge, "", 0)
+		return h.refuse(ctx, req, refusalPayloadTooLarge, "", 0)
+	}
+	cred, status := h.authenticate(ctx, req, now)
+	if cred == nil {
+		return status
+	}
+	if ok, wait := h.perCred.Allow(credKey{cred.Org, cred.Kind, cred.ID}, now); !ok {
+		return h.refuse(ctx, req, refusalRateLimited, metrics.AuthRateLimited, retrySeconds(wait))
 	}
 
-	// Token. A decoded Basic user:password lives in scratch.
-	var scratch [512]byte
-	token, present := bearerOrBasic(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), scratch[:])
-	addr := remoteAddr(ctx)
-	// A client over its refused-token budget gets 429 for any token not
-	// already known to be valid, a missing or malformed one included, and no
-	// lookup: guessing costs the bucket nothing.
-	over, wait := h.perAddr.Over(addr, now)
-	if !present {
-		if over {
-			return h.refuse(ctx, req, errRateLimited, metrics.AuthRateLimited, retrySeconds(wait))
-		}
-		h.perAddr.Spend(addr, now) // every 401 counts against the address
-		return h.refuse(ctx, req, errMissingToken, metrics.AuthMissing, 0)
+	if !auth.ValidName(req.app) {
+		return h.refuse(ctx, req, refusalInvalidApp, "", 0)
 	}
-	if token == nil || auth.CheckToken(token) != nil {
-		if over {
-			return h.refuse(ctx, req, errRateLimited, metrics.AuthRateLimited, retrySeconds(wait))
-		}
-		h.perAddr.Spend(addr, now)
-		return h.refuse(ctx, req, errInvalidToken, metrics.AuthMalformed, 0)
+	switch cred.Allows(req.kind, req.app) {
+	case auth.ScopeWrongKind:
+		return h.refuse(ctx, req, refusalForbiddenKind, metrics.AuthForbidden, 0)
+	case auth.ScopeWrongApp:
+		return h.refuse(ctx, req, refusalForbiddenApp, metrics.AuthForbidden, 0)
+	}
+	if !jsonMediaType(ctx.Request.Header.ContentType()) {
+		return h.refuse(ctx, req, refusalMediaType, "", 0)
+	}
+	idemKey, ok := idempotencyKey(&ctx.Request.Header)
+	if !ok {
+		return h.refuse(ctx, req, refusalIdempotencyKey, "", 0)
+	}
+	body := ctx.Request.Body()
+	if err := ValidateBody(req.kind, body); err != nil {
+		return h.refuse(ctx, req, bodyRefusals[err], "", 0)
+	}
+
+	if n := h.inFlight.Add(1); n > int64(h.cfg.MaxInFlight) {
+		h.inFlight.Add(-1)
+		return h.refuse(ctx, req, refusalBusy, "", 1)
+	}
+	defer h.inFlight.Add(-1)
+	return h.publish(ctx, req, cred, idemKey, body, now)
+}
+
+// authenticate returns the credential of the request's token, or nil and the
+// status of the refusal it wrote.
+func (h *Handler) authenticate(ctx *fasthttp.RequestCtx, req *request, now time.Time) (*auth.Credential, int) {
+	var scratch [512]byte // a decoded Basic user:password
+	token, present := bearerOrBasic(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), scratch[:])
+	b := h.refusedTokenBudget(remoteAddr(ctx), now)
+	switch {
+	case !present:
+		return nil, h.refuseToken(ctx, req, b, refusalMissingToken, metrics.AuthMissing)
+	case token == nil || auth.CheckToken(token) != nil:
+		return nil, h.refuseToken(ctx, req, b, refusalInvalidToken, metrics.AuthMalformed)
 	}
 	hash := auth.HashToken(token)
-	if over && !h.auth.Known(hash) {
-		return h.refuse(ctx, req, errRateLimited, metrics.AuthRateLimited, retrySeconds(wait))
+	if b.over {
+		if !h.auth.Known(hash) {
+			// Over its budget, a client guessing tokens costs the bucket
+			// nothing: no lookup.
+			return nil, h.refuse(ctx, req, refusalRateLimited, metrics.AuthRateLimited, retrySeconds(b.wait))
+		}
+		b.over = false // a token known valid is not a guess
 	}
 	cred, err := h.auth.Lookup(context.Background(), hash)
 	switch {
 	case errors.Is(err, auth.ErrInvalidToken):
-		h.perAddr.Spend(addr, now)
-		return h.refuse(ctx, req, errInvalidToken, metrics.AuthInvalid, 0)
+		return nil, h.refuseToken(ctx, req, b, refusalInvalidToken, metrics.AuthInvalid)
 	case err != nil:
 		// NATS could not answer for a token that memory does not vouch for
 		// (while NATS is down the cache is distrusted): the webhook is refused
 		// for the broker's sake, so it counts as a failure to publish.
 		why := h.failureReason(err)
 		h.metrics.PublishFailure(why)
-		h.logError(failedLookup, why, req, err)
-		return h.refuse(ctx, req, errUnavailable, "", 1)
+		h.logFailure(failedLookup, why, req, err)
+		return nil, h.refuse(ctx, req, refusalUnavailable, "", 1)
 	}
 	req.credID = cred.ID
-	if ok, wait := h.perCred.Allow(credKey{cred.Org, cred.Kind, cred.ID}, now); !ok {
-		return h.refuse(ctx, req, errRateLimited, metrics.AuthRateLimited, retrySeconds(wait))
-	}
-
-	if !auth.ValidName(req.app) {
-		return h.refuse(ctx, req, errInvalidApp, "", 0)
-	}
-	switch cred.Allows(req.kind, req.app) {
-	case auth.ScopeWrongKind:
-		return h.refuse(ctx, req, errForbiddenKind, metrics.AuthForbidden, 0)
-	case auth.ScopeWrongApp:
-		return h.refuse(ctx, req, errForbiddenApp, metrics.AuthForbidden, 0)
-	}
-	if !jsonMediaType(ctx.Request.Header.ContentType()) {
-		return h.refuse(ctx, req, errMediaType, "", 0)
-	}
-	idemKey, ok := idempotencyKey(&ctx.Request.Header)
-	if !ok {
-		return h.refuse(ctx, req, errIdempotencyKey, "", 0)
-	}
-	body := ctx.Request.Body()
-	if err := ValidateBody(req.kind, body); err != nil {
-		return h.refuse(ctx, req, bodyErrors[err], "", 0)
-	}
-
-	if n := h.inFlight.Add(1); n > int64(h.cfg.MaxInFlight) {
-		h.inFlight.Add(-1)
-		return h.refuse(ctx, req, errBusy, "", 1)
-	}
-	defer h.inFlight.Add(-1)
-	return h.publish(ctx, req, cred, idemKey, body, now)
+	return cred, 0
 }
 
-func (h *Handler) publish(ctx *fasthttp.RequestCtx, req *request, cred *auth.Credential, idemKey, body []byte, now time.Time) int {
-	kind := string(req.kind)
-	subject := h.cfg.SubjectPrefix + "." + cred.Org + "." + string(req.app) + "." + kind
-	app := subject[len(h.cfg.SubjectPrefix)+len(cred.Org)+2 : len(subject)-len(kind)-1]
-	var msgID string
-	if idemKey != nil {
-		msgID = scopedMsgID(cred.Org, app, req.kind, idemKey)
-	} else {
-		var buf [64]byte
-		msgID = string(strconv.AppendUint(append(buf[:0], h.idPrefix...), h.idSeq.Add(1), 10))
-	}
-	out := msgPool.Get().(*outMsg)
-	defer msgPool.Put(out)
-	out.set(hdrMsgID, msgID)
-	out.set(hdrOrg, cred.Org)
-	out.set(hdrApp, app)
-	out.set(hdrKind, kind)
-	out.set(hdrCredential, cred.ID)
-	out.set(hdrReceivedAt, now.UTC().Format(time.RFC3339Nano))
-	if idemKey != nil {
-		out.msg.Header[hdrIdempotencyKey] = out.idem
-		out.idem[0] = string(idemKey)
-	} else {
-		delete(out.msg.Header, hdrIdempotencyKey)
-	}
-	out.msg.Subject = subject
-	// The body itself, not a copy: the publisher is done with the message
-	// when Publish returns, and the body lives until this handler returns.
-	out.msg.Data = body
-	msg := &out.msg
-
-	pubStart := time.Now()
-	// Not ctx: fasthttp cancels it at shutdown, and in-flight requests must
-	// finish their acks then. The publish timeout bounds the wait.
-	ack, err := h.pub.Publish(context.Background(), msg)
-	if err != nil {
-		why := h.failureReason(err)
-		h.metrics.PublishFailure(why)
-		h.logError(failedPublish, why, req, err)
-		return h.refuse(ctx, req, errUnavailable, "", 1)
-	}
-	h.metrics.Published(req.kind, ack.Duplicate, time.Since(pubStart))
-	if !ack.Duplicate {
-		h.metrics.Accepted(cred.Org, app, req.kind, cred.ID, now)
-	}
-
-	ctx.SetStatusCode(fasthttp.StatusAccepted)
-	ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
-	var buf [256]byte
-	b := append(buf[:0], `{"id":"`...)
-	b = append(b, msgID...)
-	b = append(b, `","stream":`...)
-	b = strconv.AppendQuote(b, ack.Stream)
-	b = append(b, `,"seq":`...)
-	b = strconv.AppendUint(b, ack.Seq, 10)
-	b = append(b, `,"duplicate":`...)
-	b = strconv.AppendBool(b, ack.Duplicate)
-	b = append(b, '}')
-	ctx.SetBody(b) // copies
-	return fasthttp.StatusAccepted
+// budget is a client address's refused-token budget as it stood when the
+// request arrived.
+type budget struct {
+	addr netip.Addr
+	now  time.Time
+	over bool          // spent: any token not known valid gets 429
+	wait time.Duration // until the next refusal may be spent
 }
 
-// Headers of a stored message, as the contract names them.
-const (
-	hdrMsgID          = "Nats-Msg-Id"
-	hdrOrg            = "Hook-Org"
-	hdrApp            = "Hook-App"
-	hdrKind           = "Hook-Kind"
-	hdrCredential     = "Hook-Credential"
-	hdrReceivedAt     = "Hook-Received-At"
-	hdrContentType    = "Content-Type"
-	hdrIdempotencyKey = "Hook-Idempotency-Key"
-)
-
-// outMsg is a reusable outgoing message: its header map and value slices are
-// made once, so a publish only sets strings.
-type outMsg struct {
-	msg  nats.Msg
-	idem []string
+func (h *Handler) refusedTokenBudget(addr netip.Addr, now time.Time) budget {
+	over, wait := h.perAddr.Over(addr, now)
+	return budget{addr: addr, now: now, over: over, wait: wait}
 }
 
-var msgPool = sync.Pool{New: func() any {
-	h := nats.Header{}
-	for _, k := range []string{hdrMsgID, hdrOrg, hdrApp, hdrKind, hdrCredential, hdrReceivedAt} {
-		h[k] = make([]string, 1)
+// refuseToken refuses a request's token: 429 when its client is over its
+// refused-token budget, else r (every 401 spends the budget).
+func (h *Handler) refuseToken(ctx *fasthttp.RequestCtx, req *request, b budget, r *refusal, reason string) int {
+	if b.over {
+		return h.refuse(ctx, req, refusalRateLimited, metrics.AuthRateLimited, retrySeconds(b.wait))
 	}
-	h[hdrContentType] = []string{"application/json"}
-	return &outMsg{msg: nats.Msg{Header: h}, idem: make([]string, 1)}
-}}
-
-func (o *outMsg) set(key, value string) { o.msg.Header[key][0] = value }
-
-// scopedMsgID turns a sender's Idempotency-Key into a Nats-Msg-Id of its
-// organization, application and kind, so two organizations never collide.
-func scopedMsgID(org, app string, kind auth.Kind, key []byte) string {
-	// Names are at most 63 bytes, the kind 6, the key 200: it fits on the stack.
-	var buf [3*64 + 8 + 200]byte
-	b := append(append(append(append(append(append(append(buf[:0],
-		org...), 0), app...), 0), kind...), 0), key...)
-	sum := auth.Sum256(b)
-	var id [2 + 32]byte
-	copy(id[:], "k-")
-	hex.Encode(id[2:], sum[:16])
-	return string(id[:])
-}
-
-// refuse writes the refusal, counts it and logs it (sampled at info).
-func (h *Handler) refuse(ctx *fasthttp.RequestCtx, req *request, r *refusal, authReason string, retryAfter int) int {
-	r.write(ctx, retryAfter)
-	if authReason != "" {
-		h.metrics.AuthFailure(authReason)
-	}
-	level, leftOut := slog.LevelDebug, int64(0) // every refusal is logged at debug
-	if !h.log.Enabled(context.Background(), slog.LevelDebug) {
-		var ok bool
-		if ok, leftOut = h.logInfo.Allow(); !ok {
-			return r.status
-		}
-		level = slog.LevelInfo
-	}
-	attrs := []any{"status", r.status, "error", r.code, "route", req.route.String(),
-		"app", safeApp(req.app), "credential", req.credID, "remote", ctx.RemoteIP().String()}
-	if leftOut > 0 {
-		attrs = append(attrs, "refusals_not_logged_since_last", leftOut)
-	}
-	h.log.Log(context.Background(), level, "request refused", attrs...)
-	return r.status
-}
-
-// logError logs a request's failure at warn: every one at debug, else
-// sampled per kind of failure.
-func (h *Handler) logError(what, why string, req *request, err error) {
-	var leftOut int64
-	if !h.log.Enabled(context.Background(), slog.LevelDebug) {
-		var ok bool
-		if ok, leftOut = h.failLogs[failKind{what, why}].Allow(); !ok { // every kind is made in New
-			return
-		}
-	}
-	attrs := []any{"route", req.route.String(), "app", safeApp(req.app), "credential", req.credID, "reason", why, "err", auth.RedactKeys(err.Error())}
-	if leftOut > 0 {
-		attrs = append(attrs, "warnings_not_logged_since_last", leftOut)
-	}
-	h.log.Warn(what, attrs...)
-}
-
-// safeApp returns {app} for a log line only when it is a valid name: anything
-// else came from the sender and may be anything.
-func safeApp(app []byte) string {
-	if auth.ValidName(app) {
-		return string(app)
-	}
-	return "(invalid)"
-}
-
-// bearerOrBasic extracts the token of an Authorization header. present is
-// false when there is no token at all (no header, or an empty one); token is
-// nil for a header that cannot hold one (another scheme, bad Basic encoding).
-func bearerOrBasic(header, scratch []byte) (token []byte, present bool) {
-	header = bytes.TrimSpace(header)
-	if len(header) == 0 {
-		return nil, false
-	}
-	switch {
-	case hasPrefixFold(header, bearer) || equalFold(header, bearer[:len(bearer)-1]):
-		tok := bytes.TrimSpace(header[min(len(bearer), len(header)):])
-		return tok, len(tok) > 0
-	case hasPrefixFold(header, basic) || equalFold(header, basic[:len(basic)-1]):
-		enc := bytes.TrimSpace(header[min(len(basic), len(header)):])
-		if len(enc) == 0 {
-			return nil, false
-		}
-		if n := base64.StdEncoding.DecodedLen(len(enc)); n > len(scratch) {
-			// A long user name: the header size limit bounds this.
-			scratch = make([]byte, n)
-		}
-		n, err := base64.StdEncoding.Decode(scratch, enc)
-		if err != nil {
-			return nil, true
-		}
-		userPass := scratch[:n]
-		i := bytes.IndexByte(userPass, ':')
-		if i < 0 {
-			return nil, true
-		}
-		tok := userPass[i+1:]
-		return tok, len(tok) > 0
-	}
-	return nil, true
-}
-
-func hasPrefixFold(s, prefix []byte) bool {
-	return len(s) >= len(prefix) && equalFold(s[:len(prefix)], prefix)
-}
-
-// equalFold compares s with a lowercase ASCII word, ignoring case.
-func equalFold(s, lower []byte) bool {
-	if len(s) != len(lower) {
-		return false
-	}
-	for i, c := range s {
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
-}
-
-var mediaJSON = []byte("application/json")
-
-// jsonMediaType accepts no Content-Type or application/json with parameters.
-func jsonMediaType(ct []byte) bool {
-	if len(ct) == 0 {
-		return true
-	}
-	if i := bytes.IndexByte(ct, ';'); i >= 0 {
-		ct = ct[:i]
-	}
-	return equalFold(bytes.TrimSpace(ct), mediaJSON)
-}
-
-var headerIdempotencyKey = []byte("Idempotency-Key")
-
-// idempotencyKey returns the request's Idempotency-Key (nil when absent); ok
-// is false when it is empty, too long, not visible ASCII, or given twice.
-func idempotencyKey(hdr *fasthttp.RequestHeader) (key []byte, ok bool) {
-	n := 0
-	for k, v := range hdr.All() {
-		if equalFoldHeader(k, headerIdempotencyKey) {
-			n++
-			key = v
-		}
-	}
-	switch {
-	case n == 0:
-		return nil, true
-	case n > 1 || len(key) == 0 || len(key) > 200:
-		return nil, false
-	}
-	for _, c := range key {
-		if c < 0x21 || c > 0x7e {
-			return nil, false
-		}
-	}
-	return key, true
-}
-
-func equalFoldHeader(a, b []byte) bool { return len(a) == len(b) && bytes.EqualFold(a, b) }
-
-// remoteAddr is the client address that refused-token budgets are kept by.
-func remoteAddr(ctx *fasthttp.RequestCtx) netip.Addr {
-	addr, _ := netip.AddrFromSlice(ctx.RemoteIP())
-	return clientKey(addr)
-}
-
-// clientKey is what per-client budgets and connection caps count against:
-// the IPv4 address, or the IPv6 /64 (one host usually holds a whole /64).
-func clientKey(addr netip.Addr) netip.Addr {
-	addr = addr.Unmap()
-	if addr.Is6() {
-		if p, err := addr.Prefix(64); err == nil {
-			return p.Addr()
-		}
-	}
-	return addr
+	h.perAddr.Spend(b.addr, b.now)
+	return h.refuse(ctx, req, r, reason, 0)
 }
 
 func retrySeconds(d time.Duration) int {

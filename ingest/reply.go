@@ -21,35 +21,35 @@ func newRefusal(status int, code, message string) *refusal {
 
 // The contract's error table.
 var (
-	errNotFound         = newRefusal(http.StatusNotFound, "not_found", "no such route; webhooks go to POST /v1/hits/{app} or POST /v1/deploys/{app}")
-	errMethod           = newRefusal(http.StatusMethodNotAllowed, "method_not_allowed", "webhooks are sent with POST")
-	errMissingToken     = newRefusal(http.StatusUnauthorized, "missing_token", "send the token as 'Authorization: Bearer TOKEN' or as the Basic auth password")
-	errInvalidToken     = newRefusal(http.StatusUnauthorized, "invalid_token", "the token is not valid: unknown, expired, rotated or revoked")
-	errRateLimited      = newRefusal(http.StatusTooManyRequests, "rate_limited", "too many requests; retry after the time in Retry-After")
-	errInvalidApp       = newRefusal(http.StatusBadRequest, "invalid_app", "the application name must match ^[a-z0-9][a-z0-9_-]{0,62}$")
-	errForbiddenKind    = newRefusal(http.StatusForbidden, "forbidden", "this token may not post this kind of webhook")
-	errForbiddenApp     = newRefusal(http.StatusForbidden, "forbidden", "this token is limited to another application")
-	errMediaType        = newRefusal(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
-	errIdempotencyKey   = newRefusal(http.StatusBadRequest, "invalid_idempotency_key", "Idempotency-Key must be given once, 1 to 200 visible ASCII characters")
-	errPayloadTooLarge  = newRefusal(http.StatusRequestEntityTooLarge, "payload_too_large", "the body is larger than the gateway accepts")
-	errUnavailable      = newRefusal(http.StatusServiceUnavailable, "unavailable", "the webhook could not be stored now; retry with the same Idempotency-Key")
-	errBusy             = newRefusal(http.StatusServiceUnavailable, "unavailable", "the gateway is at its concurrency limit; retry later")
-	errBadRequest       = newRefusal(http.StatusBadRequest, "bad_request", "the request is not valid HTTP")
-	errHeadersTooLarge  = newRefusal(http.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "the request headers are too large")
-	errRequestTimeout   = newRefusal(http.StatusRequestTimeout, "request_timeout", "the request was not received in time")
-	bodyErrors          = map[error]*refusal{}
-	wwwAuthenticate     = []byte(`Bearer realm="hookgate"`)
-	contentTypeJSON     = []byte("application/json")
-	headerAllow         = []byte("Allow")
-	headerRetryAfter    = []byte("Retry-After")
-	headerWWWAuth       = []byte("WWW-Authenticate")
-	valuePOST           = []byte("POST")
-	retryAfterOneSecond = []byte("1")
+	refusalNotFound        = newRefusal(http.StatusNotFound, "not_found", "no such route; webhooks go to POST /v1/hits/{app} or POST /v1/deploys/{app}")
+	refusalMethod          = newRefusal(http.StatusMethodNotAllowed, "method_not_allowed", "webhooks are sent with POST")
+	refusalMissingToken    = newRefusal(http.StatusUnauthorized, "missing_token", "send the token as 'Authorization: Bearer TOKEN' or as the Basic auth password")
+	refusalInvalidToken    = newRefusal(http.StatusUnauthorized, "invalid_token", "the token is not valid: unknown, expired, rotated or revoked")
+	refusalRateLimited     = newRefusal(http.StatusTooManyRequests, "rate_limited", "too many requests; retry after the time in Retry-After")
+	refusalInvalidApp      = newRefusal(http.StatusBadRequest, "invalid_app", "the application name must match ^[a-z0-9][a-z0-9_-]{0,62}$")
+	refusalForbiddenKind   = newRefusal(http.StatusForbidden, "forbidden", "this token may not post this kind of webhook")
+	refusalForbiddenApp    = newRefusal(http.StatusForbidden, "forbidden", "this token is limited to another application")
+	refusalMediaType       = newRefusal(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+	refusalIdempotencyKey  = newRefusal(http.StatusBadRequest, "invalid_idempotency_key", "Idempotency-Key must be given once, 1 to 200 visible ASCII characters")
+	refusalPayloadTooLarge = newRefusal(http.StatusRequestEntityTooLarge, "payload_too_large", "the body is larger than the gateway accepts")
+	refusalUnavailable     = newRefusal(http.StatusServiceUnavailable, "unavailable", "the webhook could not be stored now; retry with the same Idempotency-Key")
+	refusalBusy            = newRefusal(http.StatusServiceUnavailable, "unavailable", "the gateway is at its concurrency limit; retry later")
+	refusalBadRequest      = newRefusal(http.StatusBadRequest, "bad_request", "the request is not valid HTTP")
+	refusalHeadersTooLarge = newRefusal(http.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "the request headers are too large")
+	refusalRequestTimeout  = newRefusal(http.StatusRequestTimeout, "request_timeout", "the request was not received in time")
+	bodyRefusals           = map[error]*refusal{}
+	wwwAuthenticate        = []byte(`Bearer realm="hookgate"`)
+	contentTypeJSON        = []byte("application/json")
+	headerAllow            = []byte("Allow")
+	headerRetryAfter       = []byte("Retry-After")
+	headerWWWAuth          = []byte("WWW-Authenticate")
+	valuePOST              = []byte("POST")
+	retryAfterOneSecond    = []byte("1")
 )
 
 func init() {
 	for _, err := range []error{errBodyEmpty, errBodyNotJSON, errBodyNotObj, errBodyNotBatch, errBodyTooDeep} {
-		bodyErrors[err] = newRefusal(http.StatusBadRequest, "invalid_body", err.Error())
+		bodyRefusals[err] = newRefusal(http.StatusBadRequest, "invalid_body", err.Error())
 	}
 }
 

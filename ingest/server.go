@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -10,42 +11,68 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// ServerConfig holds the limits of the webhook listener. Zero values take
-// defaults that protect a public listener.
-type ServerConfig struct {
-	ReadTimeout   time.Duration // whole request; default 10s
-	WriteTimeout  time.Duration // whole reply; default 10s
-	IdleTimeout   time.Duration // keep-alive; default 120s
-	MaxHeaderSize int           // bytes; default 16 KiB
-	MaxConnsPerIP int           // default DefaultMaxConnsPerIP; enforced by LimitConns
-	MaxConns      int           // default DefaultMaxConns; enforced by LimitConns
-}
-
-// Connection caps of a public listener, per client address and in all.
+// The webhook listener's defaults, the contract's: limits that protect a
+// public listener. The command line's flag defaults are these constants.
 const (
+	DefaultReadTimeout   = 10 * time.Second
+	DefaultWriteTimeout  = 10 * time.Second
+	DefaultIdleTimeout   = 120 * time.Second
+	DefaultMaxHeaderSize = 16 << 10
 	DefaultMaxConnsPerIP = 1024
 	DefaultMaxConns      = 65536
 )
 
-// NewServer returns the fasthttp server for h with the configured limits.
-// fasthttp refuses an over-limit body or malformed request itself; its
-// ErrorHandler here turns those into the contract's JSON replies.
+// ServerConfig holds the limits of the webhook listener. As on the command
+// line, zero means none, and Validate refuses it: a public listener needs
+// every one of them. Start from DefaultServerConfig.
+type ServerConfig struct {
+	ReadTimeout   time.Duration // whole request
+	WriteTimeout  time.Duration // whole reply
+	IdleTimeout   time.Duration // keep-alive
+	MaxHeaderSize int           // bytes
+	MaxConnsPerIP int           // enforced by LimitConns
+	MaxConns      int           // enforced by LimitConns
+}
+
+// DefaultServerConfig is the contract's listener limits.
+func DefaultServerConfig() ServerConfig {
+	return ServerConfig{
+		ReadTimeout:   DefaultReadTimeout,
+		WriteTimeout:  DefaultWriteTimeout,
+		IdleTimeout:   DefaultIdleTimeout,
+		MaxHeaderSize: DefaultMaxHeaderSize,
+		MaxConnsPerIP: DefaultMaxConnsPerIP,
+		MaxConns:      DefaultMaxConns,
+	}
+}
+
+// Validate reports limits that are missing or cannot work, named by their
+// flags.
+func (c *ServerConfig) Validate() error {
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--read-timeout", c.ReadTimeout}, {"--write-timeout", c.WriteTimeout}, {"--idle-timeout", c.IdleTimeout}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s %v: must be positive", d.name, d.v))
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"--max-header-size", c.MaxHeaderSize}, {"--max-conns-per-ip", c.MaxConnsPerIP}, {"--max-conns", c.MaxConns}} {
+		if n.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s %d: must be positive", n.name, n.v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// NewServer returns the fasthttp server for h with the limits of a cfg that
+// Validate accepts. fasthttp refuses an over-limit body or malformed request
+// itself; its ErrorHandler here turns those into the contract's JSON replies.
 func NewServer(cfg ServerConfig, h *Handler) *fasthttp.Server {
-	if cfg.ReadTimeout <= 0 {
-		cfg.ReadTimeout = 10 * time.Second
-	}
-	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = 10 * time.Second
-	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = 120 * time.Second
-	}
-	if cfg.MaxHeaderSize <= 0 {
-		cfg.MaxHeaderSize = 16 << 10
-	}
-	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = DefaultMaxConns
-	}
 	return &fasthttp.Server{
 		Handler:      h.Serve,
 		ErrorHandler: h.serveError,
@@ -84,21 +111,21 @@ func (l debugLogger) Printf(format string, _ ...any) {
 
 // serveError answers what fasthttp could not hand to Serve.
 func (h *Handler) serveError(ctx *fasthttp.RequestCtx, err error) {
-	r := errBadRequest
+	r := refusalBadRequest
 	var netErr net.Error
 	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		r = errPayloadTooLarge
+		r = refusalPayloadTooLarge
 	case errors.As(err, &netErr) && netErr.Timeout():
-		r = errRequestTimeout
+		r = refusalRequestTimeout
 	case errors.As(err, &small) || strings.Contains(err.Error(), "too big"):
-		r = errHeadersTooLarge
+		r = refusalHeadersTooLarge
 	}
 	rt, _, _, _ := route(ctx.URI().PathOriginal())
 	r.write(ctx, 0)
 	h.metrics.Request(rt, r.status, 0)
-	if r != errPayloadTooLarge {
+	if r != refusalPayloadTooLarge {
 		// err is not logged: fasthttp quotes the raw request in it.
 		h.log.Debug("malformed request", "status", r.status, "error", r.code, "remote", ctx.RemoteIP().String())
 	}

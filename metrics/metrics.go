@@ -53,12 +53,25 @@ var requestBuckets = []float64{
 }
 
 // Options turns on the views whose series depend on what senders do; each
-// has a hard cap on its series.
+// has a hard cap on its series (a cap of 0: no series, every webhook counts
+// as dropped).
 type Options struct {
 	PerApp         bool // hookgate_app_webhooks_total{org,app,kind}
-	PerAppMax      int  // default 1000
+	PerAppMax      int
 	CredentialSeen bool // hookgate_credential_last_seen_timestamp_seconds{org,credential}
-	CredentialMax  int  // default 1000
+	CredentialMax  int
+}
+
+// The series caps' defaults, the contract's.
+const (
+	DefaultPerAppMax     = 1000
+	DefaultCredentialMax = 1000
+)
+
+// DefaultOptions are the contract's: last-seen times on, per-application
+// counts off.
+func DefaultOptions() Options {
+	return Options{PerAppMax: DefaultPerAppMax, CredentialSeen: true, CredentialMax: DefaultCredentialMax}
 }
 
 // Metrics is every collector of one gateway. Two gateways in one process each
@@ -91,9 +104,34 @@ type Metrics struct {
 }
 
 // New registers the gateway's collectors, the Go and process collectors and
-// hookgate_build_info on a fresh registry.
+// hookgate_build_info on a fresh registry; opts turns on the views whose
+// series depend on what senders do.
 func New(version string, opts Options) *Metrics {
-	m := &Metrics{
+	m := newCollectors()
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "hookgate_build_info",
+		Help: "Always 1; labels say which build runs.",
+	}, []string{"version", "goversion"})
+	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	m.Registry.MustRegister(
+		m.requests, m.requestDuration, m.authFailures, m.published, m.publishFailures,
+		m.publishDuration, m.cacheRequests, m.tokenEvents, m.natsConnected, buildInfo,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	m.resolveLabels()
+	if opts.PerApp {
+		m.perApp = newPerApp(m.Registry, opts.PerAppMax)
+	}
+	if opts.CredentialSeen {
+		m.credSeen = newCredentialSeen(m.Registry, opts.CredentialMax)
+	}
+	return m
+}
+
+// newCollectors makes the collectors every gateway has.
+func newCollectors() *Metrics {
+	return &Metrics{
 		Registry: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookgate_http_requests_total",
@@ -134,18 +172,11 @@ func New(version string, opts Options) *Metrics {
 			Help: "1 while the gateway's NATS connection is up.",
 		}),
 	}
-	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "hookgate_build_info",
-		Help: "Always 1; labels say which build runs.",
-	}, []string{"version", "goversion"})
-	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+}
 
-	m.Registry.MustRegister(
-		m.requests, m.requestDuration, m.authFailures, m.published, m.publishFailures,
-		m.publishDuration, m.cacheRequests, m.tokenEvents, m.natsConnected, buildInfo,
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
+// resolveLabels looks up, once, the series of every label value known in
+// advance: the request path then costs no label hashing.
+func (m *Metrics) resolveLabels() {
 	for r := range numRoutes {
 		m.reqByCode[r] = make(map[int]prometheus.Counter, len(codes))
 		for _, c := range codes {
@@ -165,43 +196,41 @@ func New(version string, opts Options) *Metrics {
 	for _, reason := range []string{PublishTimeout, PublishDisconnected, PublishError} {
 		m.pubFailBy[reason] = m.publishFailures.WithLabelValues(reason)
 	}
-	if opts.PerApp {
-		if opts.PerAppMax <= 0 {
-			opts.PerAppMax = 1000
-		}
-		vec := prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hookgate_app_webhooks_total",
-			Help: "Webhooks stored, by organization, application and kind (at most --per-app-metrics-max series).",
-		}, []string{"org", "app", "kind"})
-		dropped := prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "hookgate_app_series_dropped_total",
-			Help: "Webhooks not counted per application because the series cap was reached.",
-		})
-		m.Registry.MustRegister(vec, dropped)
-		m.perApp = newCapped(opts.PerAppMax, dropped, func(l ...string) prometheus.Counter { return vec.WithLabelValues(l...) })
-	}
-	if opts.CredentialSeen {
-		if opts.CredentialMax <= 0 {
-			opts.CredentialMax = 1000
-		}
-		vec := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "hookgate_credential_last_seen_timestamp_seconds",
-			Help: "When each credential last had a webhook accepted (at most --credential-metrics-max series).",
-		}, []string{"org", "credential"})
-		dropped := prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "hookgate_credential_series_dropped_total",
-			Help: "Accepted webhooks whose credential got no last-seen series because the cap was reached.",
-		})
-		m.Registry.MustRegister(vec, dropped)
-		m.credSeen = newCapped(opts.CredentialMax, dropped, func(l ...string) prometheus.Gauge { return vec.WithLabelValues(l...) })
-	}
 	m.cacheHit = m.cacheRequests.WithLabelValues("hit")
 	m.cacheMiss = m.cacheRequests.WithLabelValues("miss")
 	m.eventByOp = make(map[auth.EventOp]prometheus.Counter)
 	for _, op := range []auth.EventOp{auth.EventPut, auth.EventDelete, auth.EventInvalid} {
 		m.eventByOp[op] = m.tokenEvents.WithLabelValues(string(op))
 	}
-	return m
+}
+
+// newPerApp registers hookgate_app_webhooks_total with at most limit series.
+func newPerApp(reg *prometheus.Registry, limit int) *capped[prometheus.Counter] {
+	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hookgate_app_webhooks_total",
+		Help: "Webhooks stored, by organization, application and kind (at most --per-app-metrics-max series).",
+	}, []string{"org", "app", "kind"})
+	dropped := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "hookgate_app_series_dropped_total",
+		Help: "Webhooks not counted per application because the series cap was reached.",
+	})
+	reg.MustRegister(vec, dropped)
+	return newCapped(limit, dropped, func(l ...string) prometheus.Counter { return vec.WithLabelValues(l...) })
+}
+
+// newCredentialSeen registers hookgate_credential_last_seen_timestamp_seconds
+// with at most limit series.
+func newCredentialSeen(reg *prometheus.Registry, limit int) *capped[prometheus.Gauge] {
+	vec := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "hookgate_credential_last_seen_timestamp_seconds",
+		Help: "When each credential last had a webhook accepted (at most --credential-metrics-max series).",
+	}, []string{"org", "credential"})
+	dropped := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "hookgate_credential_series_dropped_total",
+		Help: "Accepted webhooks whose credential got no last-seen series because the cap was reached.",
+	})
+	reg.MustRegister(vec, dropped)
+	return newCapped(limit, dropped, func(l ...string) prometheus.Gauge { return vec.WithLabelValues(l...) })
 }
 
 // Request counts one reply of the webhook listener.

@@ -22,7 +22,6 @@ import (
 	"github.com/hookgate/hookgate/auth"
 	"github.com/hookgate/hookgate/bus"
 	"github.com/hookgate/hookgate/gateway"
-	"github.com/hookgate/hookgate/ingest"
 )
 
 const (
@@ -185,16 +184,12 @@ func startHookgateInProc(dir string, maxConnsPerIP int) (*hookgate, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	g, err := gateway.Start(ctx, gateway.Config{
-		Listener:       ln,
-		MetricsLn:      mln,
-		DataDir:        dir,
-		EmbeddedListen: "127.0.0.1:0",
-		Ingest:         ingest.Config{MaxBody: 262144},
-		Server:         ingest.ServerConfig{MaxConnsPerIP: maxConnsPerIP},
-		Logger:         slog.New(slog.DiscardHandler),
-		Version:        "bench",
-	})
+	cfg := gateway.DefaultConfig()
+	cfg.Listener, cfg.MetricsLn = ln, mln
+	cfg.DataDir, cfg.EmbeddedListen = dir, "127.0.0.1:0"
+	cfg.Server.MaxConnsPerIP = maxConnsPerIP
+	cfg.Logger, cfg.Version = slog.New(slog.DiscardHandler), "bench"
+	g, err := gateway.Start(ctx, cfg)
 	if err != nil {
 		cancel()
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/alecthomas/kong"
 	"github.com/nats-io/nats.go"
 
 	"github.com/hookgate/hookgate/bus"
@@ -47,37 +48,52 @@ func (a natsAuth) conn(url, name string) bus.ConnConfig {
 	}
 }
 
+// natsNames are the stream and bucket that serve creates and the other
+// commands use. Every command takes all four (some hidden, see sharedOnly),
+// so one set of HOOKGATE_ variables works for every command.
+type natsNames struct {
+	Stream        string `default:"${default_stream}" help:"${stream_help}"`
+	SubjectPrefix string `default:"${default_subject_prefix}" help:"${subject_prefix_help}"`
+	TokensBucket  string `default:"${default_tokens_bucket}" help:"JetStream key-value bucket of credentials."`
+	Replicas      int    `default:"${default_replicas}" help:"${replicas_help}"`
+}
+
+// The help of natsNames as serve says it; tail and token say it their way
+// (the set tag where they embed natsNames).
+var natsNamesHelp = kong.Vars{
+	"stream_help":         "JetStream stream for accepted webhooks.",
+	"subject_prefix_help": "Subjects are <prefix>.<org>.<app>.<kind>.",
+	"replicas_help":       "Replicas of the stream and bucket when serve creates them.",
+}
+
 type serveCmd struct {
-	Listen               string        `default:":8080" help:"Webhook listener address."`
-	MetricsListen        string        `default:":9180" help:"Address of /metrics, /healthz and /readyz."`
-	NatsURL              string        `name:"nats-url" default:"" help:"NATS server URL(s), comma separated. Empty: start an embedded NATS server with JetStream."`
-	DataDir              string        `default:"./data" help:"JetStream storage of the embedded NATS server."`
-	EmbeddedNatsListen   string        `name:"embedded-nats-listen" default:"127.0.0.1:4222" help:"Where the embedded NATS server listens, for the CLI and consumers. It has no auth: keep it on loopback."`
-	Stream               string        `default:"HOOKS" help:"JetStream stream for accepted webhooks."`
-	SubjectPrefix        string        `default:"hooks" help:"Subjects are <prefix>.<org>.<app>.<kind>."`
-	TokensBucket         string        `default:"hookgate-tokens" help:"JetStream key-value bucket of credentials."`
-	Replicas             int           `default:"1" help:"Replicas of the stream and bucket when serve creates them."`
-	DedupWindow          time.Duration `default:"2m" help:"The stream's duplicate window when serve creates it: the Idempotency-Key horizon; the gateway re-sends an unacknowledged publish only in the first half of the stream's window."`
-	MaxBody              int           `default:"262144" help:"Largest accepted body, bytes."`
-	PublishTimeout       time.Duration `default:"5s" help:"Longest wait for the JetStream ack before 503."`
-	ReadTimeout          time.Duration `default:"10s" help:"Longest a client may take to send one whole request."`
-	WriteTimeout         time.Duration `default:"10s" help:"Longest a client may take to read one reply."`
-	IdleTimeout          time.Duration `default:"120s" help:"Keep-alive connections idle longer are closed."`
-	ShutdownTimeout      time.Duration `default:"30s" help:"Longest drain on SIGTERM or SIGINT."`
-	MaxHeaderSize        int           `default:"16384" help:"Largest request header block, bytes."`
-	MaxConnsPerIP        int           `name:"max-conns-per-ip" default:"1024" help:"Most open connections from one client address."`
-	MaxConns             int           `default:"65536" help:"Most open connections in all."`
-	MaxInFlight          int           `default:"10000" help:"Most webhooks waiting for their ack at once; beyond it 503."`
+	Listen             string `default:"${default_listen}" help:"Webhook listener address."`
+	MetricsListen      string `default:"${default_metrics_listen}" help:"Address of /metrics, /healthz and /readyz."`
+	NatsURL            string `name:"nats-url" default:"" help:"NATS server URL(s), comma separated. Empty: start an embedded NATS server with JetStream."`
+	DataDir            string `default:"${default_data_dir}" help:"JetStream storage of the embedded NATS server."`
+	EmbeddedNatsListen string `name:"embedded-nats-listen" default:"${default_embedded_listen}" help:"Where the embedded NATS server listens, for the CLI and consumers. It has no auth: keep it on loopback."`
+	natsNames
+	DedupWindow          time.Duration `default:"${default_dedup_window}" help:"The stream's duplicate window when serve creates it: the Idempotency-Key horizon; the gateway re-sends an unacknowledged publish only in the first half of the stream's window."`
+	MaxBody              int           `default:"${default_max_body}" help:"Largest accepted body, bytes."`
+	PublishTimeout       time.Duration `default:"${default_publish_timeout}" help:"Longest wait for the JetStream ack before 503."`
+	ReadTimeout          time.Duration `default:"${default_read_timeout}" help:"Longest a client may take to send one whole request."`
+	WriteTimeout         time.Duration `default:"${default_write_timeout}" help:"Longest a client may take to read one reply."`
+	IdleTimeout          time.Duration `default:"${default_idle_timeout}" help:"Keep-alive connections idle longer are closed."`
+	ShutdownTimeout      time.Duration `default:"${default_shutdown_timeout}" help:"Longest drain on SIGTERM or SIGINT."`
+	MaxHeaderSize        int           `default:"${default_max_header_size}" help:"Largest request header block, bytes."`
+	MaxConnsPerIP        int           `name:"max-conns-per-ip" default:"${default_max_conns_per_ip}" help:"Most open connections from one client address."`
+	MaxConns             int           `default:"${default_max_conns}" help:"Most open connections in all."`
+	MaxInFlight          int           `default:"${default_max_in_flight}" help:"Most webhooks waiting for their ack at once; beyond it 503."`
 	RateLimit            float64       `default:"0" help:"Requests per second per credential (0: off)."`
 	RateBurst            int           `default:"0" help:"Burst per credential (0 with --rate-limit: one second's worth, at least 1)."`
-	AuthFailureRate      float64       `default:"10" help:"Refused-token requests per second per client address (0: off)."`
-	AuthFailureBurst     int           `default:"100" help:"Burst of refused-token requests per client address."`
+	AuthFailureRate      float64       `default:"${default_auth_failure_rate}" help:"Refused-token requests per second per client address (0: off)."`
+	AuthFailureBurst     int           `default:"${default_auth_failure_burst}" help:"Burst of refused-token requests per client address."`
 	TLSCert              string        `name:"tls-cert" placeholder:"FILE" help:"Serve webhooks over TLS with this certificate (PEM, with --tls-key)."`
 	TLSKey               string        `name:"tls-key" placeholder:"FILE" help:"Private key of --tls-cert (PEM)."`
 	PerAppMetrics        bool          `help:"Count stored webhooks per organization, application and kind (hookgate_app_webhooks_total)."`
-	PerAppMetricsMax     int           `default:"1000" help:"Most per-application series; past it webhooks are counted in hookgate_app_series_dropped_total."`
+	PerAppMetricsMax     int           `default:"${default_per_app_metrics_max}" help:"Most per-application series; past it webhooks are counted in hookgate_app_series_dropped_total."`
 	CredentialMetrics    bool          `default:"true" negatable:"" help:"Export hookgate_credential_last_seen_timestamp_seconds per credential."`
-	CredentialMetricsMax int           `default:"1000" help:"Most last-seen series; past it they are counted in hookgate_credential_series_dropped_total."`
+	CredentialMetricsMax int           `default:"${default_credential_metrics_max}" help:"Most last-seen series; past it they are counted in hookgate_credential_series_dropped_total."`
 	LogFormat            string        `default:"text" enum:"text,json" help:"Log format: text or json."`
 	LogLevel             string        `default:"info" enum:"debug,info,warn,error" help:"Log level: debug logs every refused request."`
 	natsAuth
@@ -101,14 +117,6 @@ func (c *serveCmd) Run(e *env) error {
 			memLimit = []any{"container_bytes", containerMax, "limit_bytes", limit}
 		}
 	}
-	if c.MaxBody <= 0 {
-		// The library reads 0 as its default; on the command line it is a mistake.
-		return usagef("--max-body %d: must be a positive number of bytes", c.MaxBody)
-	}
-	authRate := c.AuthFailureRate
-	if authRate == 0 {
-		authRate = -1 // explicitly off
-	}
 	cfg := gateway.Config{
 		Listen:          c.Listen,
 		MetricsListen:   c.MetricsListen,
@@ -116,17 +124,17 @@ func (c *serveCmd) Run(e *env) error {
 		DataDir:         c.DataDir,
 		EmbeddedListen:  c.EmbeddedNatsListen,
 		Stream:          c.Stream,
-		SubjectPrefix:   c.SubjectPrefix,
 		TokensBucket:    c.TokensBucket,
 		Replicas:        c.Replicas,
 		DedupWindow:     c.DedupWindow,
 		PublishTimeout:  c.PublishTimeout,
 		ShutdownTimeout: c.ShutdownTimeout,
 		Ingest: ingest.Config{
+			SubjectPrefix:    c.SubjectPrefix,
 			MaxBody:          c.MaxBody,
 			RateLimit:        c.RateLimit,
 			RateBurst:        c.RateBurst,
-			AuthFailureRate:  authRate,
+			AuthFailureRate:  c.AuthFailureRate,
 			AuthFailureBurst: c.AuthFailureBurst,
 			MaxInFlight:      c.MaxInFlight,
 		},

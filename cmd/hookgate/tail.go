@@ -8,19 +8,12 @@ import (
 )
 
 type tailCmd struct {
-	NatsURL       string `name:"nats-url" default:"nats://127.0.0.1:4222" help:"NATS server URL."`
-	Stream        string `default:"HOOKS" help:"JetStream stream of accepted webhooks."`
-	SubjectPrefix string `default:"hooks" help:"Subject prefix the gateway publishes under."`
-	Org           string `help:"Only this organization."`
-	App           string `help:"Only this application."`
-	Kind          string `enum:"hits,deploy," default:"" help:"Only this kind: hits or deploy."`
+	NatsURL   string `name:"nats-url" default:"${default_nats_url}" help:"NATS server URL."`
+	natsNames `set:"stream_help=JetStream stream of accepted webhooks." set:"subject_prefix_help=Subject prefix the gateway publishes under."`
+	Org       string `help:"Only this organization."`
+	App       string `help:"Only this application."`
+	Kind      string `enum:"hits,deploy," default:"" help:"Only this kind: hits or deploy."`
 	natsAuth
-
-	// Taken (hidden, unused) so that one set of NATS flags or HOOKGATE_
-	// variables works for every command, as the token commands take the
-	// stream names.
-	TokensBucket string `hidden:"" default:"hookgate-tokens"`
-	Replicas     string `hidden:"" default:"1"` // a string: unused, so never refused
 }
 
 func (c *tailCmd) Run(e *env) error {

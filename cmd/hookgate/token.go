@@ -18,19 +18,9 @@ import (
 
 // natsClient are the flags of a command that talks to a running NATS.
 type natsClient struct {
-	NatsURL      string `name:"nats-url" default:"nats://127.0.0.1:4222" help:"NATS server URL."`
-	TokensBucket string `default:"hookgate-tokens" help:"JetStream key-value bucket of credentials."`
-	Replicas     int    `default:"1" help:"Replicas of the bucket if this command creates it."`
+	NatsURL   string `name:"nats-url" default:"${default_nats_url}" help:"NATS server URL."`
+	natsNames `set:"replicas_help=Replicas of the bucket if this command creates it."`
 	natsAuth
-	unusedStreamNames
-}
-
-// unusedStreamNames are the stream names serve and tail take. The token
-// commands accept them (hidden, unused), so one set of NATS flags or
-// HOOKGATE_ variables works for every command.
-type unusedStreamNames struct {
-	Stream        string `hidden:"" default:"HOOKS"`
-	SubjectPrefix string `hidden:"" default:"hooks"`
 }
 
 // registry connects and returns the credentials registry, creating the bucket
@@ -87,7 +77,7 @@ func outputOf(c auth.Credential, token string) issuedOutput {
 // issuedPrinter prints an issued token for people or for scripts.
 type issuedPrinter struct {
 	JSON       bool   `help:"Print one JSON object for scripts."`
-	GatewayURL string `default:"http://127.0.0.1:8080" help:"Gateway URL used in the printed curl command."`
+	GatewayURL string `default:"${default_gateway_url}" help:"Gateway URL used in the printed curl command."`
 }
 
 func (p issuedPrinter) print(w io.Writer, verb string, is auth.Issued) error {
