@@ -1,10 +1,42 @@
 #!/usr/bin/env bash
 # The project's whole test run: what CI runs (.ci/run) and what the README
 # tells a new user to run. It installs the Debian packages the tests need
-# (real Prometheus, Alertmanager and promtool), then formats, vets, runs every
-# test with the race detector, and fuzzes each fuzz target for a few seconds.
+# (real Prometheus, Alertmanager and promtool), then formats, vets, runs
+# staticcheck, runs every test with the race detector, and fuzzes each fuzz
+# target for a few seconds.
+#
+# --quick is the edit-test loop: gofmt, vet and `go test -short` (the tests
+# that take seconds each are left out, see testing.Short in them), with no
+# apt-get, no staticcheck and no fuzzing. It is not what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+quick=false
+case "${1:-}" in
+  --quick) quick=true ;;
+  "") ;;
+  *) echo "usage: bash scripts/test.sh [--quick]" >&2; exit 2 ;;
+esac
+
+check_format() {
+  echo "== gofmt"
+  local unformatted
+  unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+  if [ -n "$unformatted" ]; then
+    echo "gofmt would change: $unformatted" >&2
+    exit 1
+  fi
+  echo "== go vet"
+  go vet ./...
+}
+
+if $quick; then
+  check_format
+  echo "== go test -short (quick loop: no slow tests, no race detector, no fuzzing)"
+  go test -short -count=1 ./...
+  echo "== quick tests passed (CI runs the whole suite: bash scripts/test.sh)"
+  exit 0
+fi
 
 need=()
 command -v prometheus >/dev/null || need+=(prometheus)
@@ -18,15 +50,11 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-echo "== gofmt"
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
-if [ -n "$unformatted" ]; then
-  echo "gofmt would change: $unformatted" >&2
-  exit 1
-fi
+check_format
 
-echo "== go vet"
-go vet ./...
+echo "== staticcheck"
+# Pinned, and run with go run so it is not a dependency of the module.
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 echo "== go test -race"
 go test -race -count=1 -timeout 15m ./...

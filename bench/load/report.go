@@ -31,7 +31,7 @@ func machine(e *env, withGen bool) string {
 	fmt.Fprintf(&b, "- CPU: %s\n", cpu)
 	fmt.Fprintf(&b, "- go: %s\n", strings.TrimSpace(string(gov)))
 	fmt.Fprintf(&b, "- kernel: %s\n", strings.TrimSpace(string(kernel)))
-	gen := e.gen.name()
+	var gen string
 	if w, ok := e.gen.(wrkGen); ok {
 		out, _ := exec.Command(w.bin, "-v").CombinedOutput()
 		first, _, _ := strings.Cut(string(out), "\n")

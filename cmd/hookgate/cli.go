@@ -31,7 +31,7 @@ const (
 type cli struct {
 	Serve   serveCmd   `cmd:"" help:"Run the gateway."`
 	Token   tokenCmd   `cmd:"" help:"Issue, rotate, rename, revoke and list credentials."`
-	Tail    tailCmd    `cmd:"" help:"Print accepted webhooks from the stream as they arrive."`
+	Tail    tailCmd    `cmd:"" help:"Print accepted webhooks from the stream as they arrive." set:"stream_help=JetStream stream of accepted webhooks."`
 	Version versionCmd `cmd:"" help:"Print version, commit and Go version."`
 }
 

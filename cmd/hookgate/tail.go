@@ -8,11 +8,11 @@ import (
 )
 
 type tailCmd struct {
-	NatsURL   string `name:"nats-url" default:"${default_nats_url}" help:"NATS server URL."`
-	natsNames `set:"stream_help=JetStream stream of accepted webhooks." set:"subject_prefix_help=Subject prefix the gateway publishes under."`
-	Org       string `help:"Only this organization."`
-	App       string `help:"Only this application."`
-	Kind      string `enum:"hits,deploy," default:"" help:"Only this kind: hits or deploy."`
+	NatsURL   string                                                                  `name:"nats-url" default:"${default_nats_url}" help:"NATS server URL."`
+	natsNames `set:"subject_prefix_help=Subject prefix the gateway publishes under."` // and stream_help, set on the command (one set per tag)
+	Org       string                                                                  `help:"Only this organization."`
+	App       string                                                                  `help:"Only this application."`
+	Kind      string                                                                  `enum:"hits,deploy," default:"" help:"Only this kind: hits or deploy."`
 	natsAuth
 }
 
