@@ -23,7 +23,9 @@ const maxDepth = 256
 
 // ValidateBody checks a webhook body: JSON, and for hits an object or a
 // non-empty array of objects, for deploys an object. It builds no values and
-// does not allocate for a valid body.
+// does not allocate for a valid body. It is exported for whatever else must
+// judge a payload as the gateway does (its benchmarks, a tool replaying
+// webhooks).
 func ValidateBody(kind auth.Kind, body []byte) error {
 	i := skipSpace(body, 0)
 	if i == len(body) {
