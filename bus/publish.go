@@ -58,7 +58,7 @@ type Publisher struct {
 type waiter struct {
 	done    chan ackResult // the ack that ends the publish
 	poke    chan struct{}  // an attempt was refused (room for one; never blocks)
-	refused uint64         // attempts the stream refused (no responders); under Publisher.mu
+	refused attemptSet     // attempts the stream refused (no responders); under Publisher.mu
 	timer   *time.Timer
 }
 
@@ -112,22 +112,16 @@ func (p *Publisher) Reconnected() {
 func (p *Publisher) reconnectSignal() <-chan struct{} { return *p.reconnected.Load() }
 
 // SetDuplicateWindow tells the publisher the stream's duplicate window, which
-// bounds its re-sends (mayResend), and returns the one it had. Until it is
-// called re-sends are not bounded.
+// bounds its re-sends (schedule.mayResend), and returns the one it had. Until
+// it is called re-sends are not bounded.
 func (p *Publisher) SetDuplicateWindow(d time.Duration) (was time.Duration) {
 	return time.Duration(p.window.Swap(int64(d)))
 }
 
-// mayResend says whether a re-send of one publish would not add a second copy
-// of it. JetStream drops a copy whose Nats-Msg-Id it stored within the
-// duplicate window, so a re-send goes out only while the first attempt is
-// less than half the window old, or when no earlier attempt may have been
-// stored at all. The other half is the margin for every copy's way to the
-// stream's duplicate check: it assumes none takes longer than that (a broker
-// stalled for half the window could still store two).
-func (p *Publisher) mayResend(first time.Time, maybeStored bool) bool {
-	w := time.Duration(p.window.Load())
-	return !maybeStored || w <= 0 || time.Since(first) < w/2
+// mayResend says whether a re-send now would not add a second copy of the
+// message (schedule.mayResend), under the window the stream has now.
+func (p *Publisher) mayResend(s schedule, a attempts) bool {
+	return s.mayResend(a, time.Now(), time.Duration(p.window.Load()))
 }
 
 // Connected reports whether the connection is up.
@@ -136,12 +130,16 @@ func (p *Publisher) Connected() bool { return p.nc.Status() == nats.CONNECTED }
 // Publish sends msg, which must carry a Nats-Msg-Id, and waits for its ack.
 // While NATS is disconnected it fails at once with ErrDisconnected. Without an
 // ack it re-sends the same message (the stream's duplicate window keeps one
-// copy) while that is safe (mayResend), and fails with ErrPublishTimeout when
-// the timeout passes. A failure promises nothing: the message may have been
-// stored. Publish does not keep msg after it returns: its caller may reuse it.
+// copy) while that is safe (schedule.mayResend), and fails with
+// ErrPublishTimeout when the timeout passes. A failure promises nothing: the
+// message may have been stored. Publish does not keep msg after it returns:
+// its caller may reuse it.
+//
+// Each pass of its loop sends an attempt if it may, then waits (await) for an
+// ack of any attempt, the timer or a reconnect. Attempts are numbered by
+// pass, so a pass that sends nothing leaves a gap.
 func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
-	start := time.Now()
-	deadline := start.Add(p.timeout)
+	s := newSchedule(time.Now(), p.timeout, p.resend)
 	w := p.waiters.Get().(*waiter)
 	id := p.nextID.Add(1)
 	p.mu.Lock()
@@ -150,97 +148,109 @@ func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
 	taken := false // an ack for id was received here
 	defer func() { p.release(id, w, taken) }()
 
-	// Which attempts went out, and which the stream said it did not take
-	// (no responders): a "duplicate" ack is the sender's only if no other
-	// attempt of ours may have been stored.
-	var sent, notStored uint64
-	var subj [128]byte
-	lastSend := start
+	var a attempts
 	for attempt := 1; ; attempt++ {
-		reconnected := p.reconnectSignal()
+		reconnected := p.reconnectSignal() // before the send, so no reconnect after it is missed
 		if attempt > 1 {
-			notStored = p.refused(w) // a refusal may have come with the timer
+			a.refused = p.refused(w) // a refusal may have come with the timer
 		}
-		resend := attempt == 1 || p.mayResend(start, sent&^notStored != 0)
-		if !resend && !p.Connected() {
+		if attempt == 1 || p.mayResend(s, a) {
+			if err := p.send(msg, id, attempt); err != nil {
+				return Ack{}, err
+			}
+			a.sent = a.sent.with(attempt)
+			if attempt > 1 {
+				s.lastSend = time.Now()
+			}
+		} else if !p.Connected() {
 			return Ack{}, ErrDisconnected // earlier attempts' acks went with the connection
 		}
-		if resend {
-			// No status check first: Status takes the connection's lock,
-			// which nats.go's flusher holds while it writes, and PublishMsg
-			// fails at once anyway while disconnected (publishes are never
-			// buffered).
-			r := strconv.AppendUint(append(subj[:0], p.inbox...), id, 10)
-			msg.Reply = string(strconv.AppendInt(append(r, '.'), int64(attempt), 10))
-			if err := p.nc.PublishMsg(msg); err != nil {
-				if !p.Connected() || errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) {
-					return Ack{}, ErrDisconnected
-				}
-				return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, err)
-			}
-			sent |= attemptBit(attempt)
-			if attempt > 1 {
-				lastSend = time.Now()
-			}
+		w.timer.Reset(s.nextPass(time.Now()))
+		r, acked, err := p.await(ctx, w, a, s, reconnected, msg.Subject)
+		if err != nil {
+			return Ack{}, err
 		}
-		// Without a re-send only an ack of an earlier attempt can still
-		// come, or refusals of all of them, after which a re-send is safe
-		// again; the timer still comes round to notice a lost connection.
-		w.timer.Reset(min(p.resend, time.Until(deadline)))
-	wait:
-		select {
-		case r := <-w.done:
+		if acked {
 			taken = true
-			w.timer.Stop()
 			if r.err != nil {
 				return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, r.err)
 			}
-			if sent != attemptBit(r.attempt) { // more than this attempt went out
-				notStored = p.refused(w)
+			// With one attempt out nothing else can have been stored: the
+			// usual path skips the lock.
+			if !a.sent.just(r.attempt) {
+				a.refused = p.refused(w)
 			}
-			// Our own re-send finding an earlier copy of ours is not a
-			// duplicate the sender made.
-			r.ack.Duplicate = r.ack.Duplicate && r.attempt < 64 && sent&^notStored&^attemptBit(r.attempt) == 0
+			r.ack.Duplicate = a.sendersDuplicate(r.attempt, r.ack.Duplicate)
 			return r.ack, nil
-		case <-w.poke:
-			// Refused attempts were not stored. Keep waiting for an ack of
-			// another attempt, or for the timer to re-send: at the usual
-			// pace from the last send, now that re-sending is safe again.
-			notStored = p.refused(w)
-			if sent&^notStored == 0 {
-				w.timer.Reset(min(max(0, time.Until(lastSend.Add(p.resend))), time.Until(deadline)))
-			}
-			goto wait
-		case <-ctx.Done():
-			w.timer.Stop()
-			return Ack{}, fmt.Errorf("bus: publish %s: %w", msg.Subject, ctx.Err())
-		case <-reconnected:
-			w.timer.Stop()
-			if !p.mayResend(start, sent&^p.refused(w) != 0) {
-				// The acks of earlier attempts went with the old connection,
-				// and a re-send could be stored twice.
-				return Ack{}, ErrDisconnected
-			}
-		case <-w.timer.C:
 		}
-		if !time.Now().Before(deadline) {
+		if s.expired(time.Now()) {
 			return Ack{}, ErrPublishTimeout
 		}
 	}
 }
 
+// send puts attempt of publish id out, with a reply subject that names both.
+// It does not check the connection's status first: Status takes the
+// connection's lock, which nats.go's flusher holds while it writes, and
+// PublishMsg fails at once anyway while disconnected (publishes are never
+// buffered).
+func (p *Publisher) send(msg *nats.Msg, id uint64, attempt int) error {
+	var subj [128]byte
+	r := strconv.AppendUint(append(subj[:0], p.inbox...), id, 10)
+	msg.Reply = string(strconv.AppendInt(append(r, '.'), int64(attempt), 10))
+	if err := p.nc.PublishMsg(msg); err != nil {
+		if !p.Connected() || errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) {
+			return ErrDisconnected
+		}
+		return fmt.Errorf("bus: publish %s: %w", msg.Subject, err)
+	}
+	return nil
+}
+
+// await waits out one pass of Publish. It returns the result of an ack of
+// any attempt (acked); an error that ends the publish; or neither, when it is
+// time to look again: the timer fired, or the connection came back while a
+// re-send is still safe (an ack lost with the old connection would otherwise
+// cost the whole timeout).
+//
+// A refusal does not end the pass, as an ack of another attempt may be right
+// behind it. Once every attempt sent was refused the timer is moved to
+// re-send at the usual pace, since re-sending is safe again.
+func (p *Publisher) await(ctx context.Context, w *waiter, a attempts, s schedule, reconnected <-chan struct{}, subject string) (r ackResult, acked bool, err error) {
+	for {
+		select {
+		case r := <-w.done:
+			w.timer.Stop()
+			return r, true, nil
+		case <-w.poke:
+			a.refused = p.refused(w)
+			if !a.anyMayBeStored() {
+				w.timer.Reset(s.afterRefusals(time.Now()))
+			}
+		case <-ctx.Done():
+			w.timer.Stop()
+			return ackResult{}, false, fmt.Errorf("bus: publish %s: %w", subject, ctx.Err())
+		case <-reconnected:
+			w.timer.Stop()
+			a.refused = p.refused(w)
+			if !p.mayResend(s, a) {
+				// The acks of earlier attempts went with the old connection,
+				// and a re-send could be stored twice.
+				return ackResult{}, false, ErrDisconnected
+			}
+			return ackResult{}, false, nil
+		case <-w.timer.C:
+			return ackResult{}, false, nil
+		}
+	}
+}
+
 // refused returns the attempts of w's publish that the stream refused.
-func (p *Publisher) refused(w *waiter) uint64 {
+func (p *Publisher) refused(w *waiter) attemptSet {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return w.refused
 }
-
-// attemptBit is attempt's bit in a set of attempts, for attempts 1 to 63.
-// The last bit stands for any attempt from 64 on and is never marked as not
-// stored, so past 63 attempts no duplicate is claimed (re-sends are at least
-// 500 ms apart: this takes a --publish-timeout of over 30 s).
-func attemptBit(attempt int) uint64 { return 1 << min(attempt-1, 63) }
 
 // release unregisters a waiter and pools it. An ack that was already taken
 // for it is drained first, so a reused waiter never sees another's ack.
@@ -280,9 +290,7 @@ func (p *Publisher) onAck(m *nats.Msg) {
 		// behind this, so its waiter stays registered: it is only told.
 		p.mu.Lock()
 		if w, ok := p.waiting[id]; ok {
-			if attempt < 64 {
-				w.refused |= attemptBit(attempt)
-			}
+			w.refused = w.refused.withRefused(attempt)
 			select {
 			case w.poke <- struct{}{}:
 			default:

@@ -94,6 +94,11 @@ func TestPublishResendsOnlyWithinHalfTheDuplicateWindow(t *testing.T) {
 		r.Header.Set("Status", "503")
 		_ = nc.PublishMsg(r)
 	}
+	ackAllButFirst := func(a, reply string, _ map[string]string) {
+		if a != "1" {
+			_ = nc.Publish(reply, []byte(ack))
+		}
+	}
 	for _, c := range []struct {
 		name     string
 		window   time.Duration
@@ -101,18 +106,8 @@ func TestPublishResendsOnlyWithinHalfTheDuplicateWindow(t *testing.T) {
 		attempts int                                                    // that went out
 		stored   bool                                                   // an ack, else a timeout
 	}{
-		{"first attempt unanswered, re-send inside half the window", 10 * time.Second,
-			func(a, reply string, _ map[string]string) {
-				if a != "1" {
-					_ = nc.Publish(reply, []byte(ack))
-				}
-			}, 2, true},
-		{"first attempt unanswered, no re-send past half the window", time.Second,
-			func(a, reply string, _ map[string]string) {
-				if a != "1" {
-					_ = nc.Publish(reply, []byte(ack))
-				}
-			}, 1, false},
+		{"first attempt unanswered, re-send inside half the window", 10 * time.Second, ackAllButFirst, 2, true},
+		{"first attempt unanswered, no re-send past half the window", time.Second, ackAllButFirst, 1, false},
 		{"first attempt refused at once, re-sent past half the window", time.Second,
 			func(a, reply string, _ map[string]string) {
 				if a == "1" {
