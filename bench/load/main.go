@@ -16,7 +16,7 @@
 // generator is wrk when installed (-gen wrk), else a Go fasthttp client.
 //
 //	go run ./bench/load                       # 3 runs x 10s per measurement
-//	go run ./bench/load -duration 5s -out BENCHMARKS.md
+//	go run ./bench/load -duration 5s -out /tmp/load.md  # the tables; BENCHMARKS.md keeps the current page
 //	go run ./bench/load -idle 10000           # RSS with 10,000 idle connections
 //	go run ./bench/load -cpuprofile cpu.out   # in-process gateway under load, profiled
 //
