@@ -281,7 +281,9 @@ func (p *Publisher) onAck(m *nats.Msg) {
 	}
 	id, err1 := strconv.ParseUint(rest[:dot], 10, 64)
 	attempt, err2 := strconv.Atoi(rest[dot+1:])
-	if err1 != nil || err2 != nil {
+	if err1 != nil || err2 != nil || attempt < 1 {
+		// Not an ack of ours: attempts count from 1, and a shift by a
+		// negative attempt would panic on the subscription's goroutine.
 		return
 	}
 	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {

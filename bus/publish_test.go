@@ -214,3 +214,30 @@ func TestPublishReconnectPastHalfTheWindow(t *testing.T) {
 		}
 	}
 }
+
+// Anyone who may publish to the publisher's reply subjects could send an
+// "ack" of attempt 0 or -1: it is ignored, not a panic that ends the gateway.
+func TestPublishIgnoresAcksOfAttemptsThatCannotBe(t *testing.T) {
+	nc, p := newPublisher(t, 2*time.Second)
+	sub, err := nc.Subscribe("t.forged", func(m *nats.Msg) {
+		base := m.Reply[:strings.LastIndexByte(m.Reply, '.')+1]
+		for _, attempt := range []string{"0", "-1", "-64"} {
+			refusal := nats.NewMsg(base + attempt)
+			refusal.Header.Set("Status", "503")
+			_ = nc.PublishMsg(refusal)
+			_ = nc.Publish(base+attempt, []byte(`{"stream":"HOOKS","seq":1}`))
+		}
+		_ = nc.Publish(m.Reply, []byte(`{"stream":"HOOKS","seq":9}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	ack, err := p.Publish(context.Background(), nats.NewMsg("t.forged"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.Seq != 9 {
+		t.Fatalf("ack %+v, want the real ack's seq 9", ack)
+	}
+}
