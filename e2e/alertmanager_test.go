@@ -53,6 +53,9 @@ type amPayload struct {
 // do: the payload carries "receiver" and a "groupKey" that includes the route,
 // so its bytes differ from the first receiver's.)
 func TestAlertmanagerWebhookThroughGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: runs a real Alertmanager through two alert groups")
+	}
 	alertmanager := requireTool(t, "prometheus-alertmanager", "prometheus-alertmanager", "alertmanager")
 	g := hgtest.StartGateway(t, "", nil)
 	reg := hgtest.Registry(t, g.NATSURL(), "")

@@ -56,6 +56,9 @@ func promQuery(base, query string) (value string, raw []byte, err error) {
 // TestPrometheusScrapesGateway has a real Prometheus scrape a gateway that
 // accepted N webhooks and checks the counter Prometheus stored.
 func TestPrometheusScrapesGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: runs a real Prometheus until it has scraped")
+	}
 	const (
 		n   = 25
 		job = "hookgate-e2e"

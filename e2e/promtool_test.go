@@ -36,7 +36,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 	// The optional per-application and last-seen views are on, so that
 	// promtool lints their families too.
 	g := hgtest.StartGateway(t, "", func(cfg *gateway.Config) {
-		cfg.Metrics = metrics.Options{PerApp: true, CredentialSeen: true}
+		cfg.Metrics = metrics.Options{PerApp: true, PerAppMax: metrics.DefaultPerAppMax, CredentialSeen: true, CredentialMax: metrics.DefaultCredentialMax}
 	})
 	reg := hgtest.Registry(t, g.NATSURL(), "")
 	// Credential names are the organization's free text: no label may hold them.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -27,21 +26,6 @@ func requireTool(t testing.TB, debianPackage string, names ...string) string {
 	t.Fatalf("none of %s found in PATH: install the Debian package %q (apt-get install -y %s); the e2e tests need the real tool and do not skip",
 		strings.Join(names, ", "), debianPackage, debianPackage)
 	return ""
-}
-
-// freeAddr returns a 127.0.0.1 address with a port that was free a moment
-// ago, for a process that wants its own --listen flag.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	return addr
 }
 
 // process is an external program a test started; it is stopped (SIGTERM,
@@ -128,16 +112,18 @@ func (s stopError) Unwrap() error { return s.error }
 // stop marks err as permanent for poll.
 func stop(err error) error { return stopError{err} }
 
-// startServer starts bin with the arguments args gives for a free loopback
-// address, and waits until readyPath answers 200. Other test runs on the
-// machine may take the port between freeAddr and bin's listen: then bin exits
-// with "address already in use", and startServer tries again with another
-// port (3 tries in all). It returns the process and its base URL.
+// startServer starts bin with the arguments args gives for a loopback
+// address, and waits until readyPath answers 200. The tools take only a
+// --listen flag, so the port is picked before they bind it: hgtest.Port, which
+// no outgoing connection or other test can take meanwhile. Should a program
+// of its own still hold it, bin exits with "address already in use", and
+// startServer tries again with another port (3 tries in all). It returns the
+// process and its base URL.
 func startServer(t testing.TB, bin string, args func(listen string) []string, readyPath string) (*process, string) {
 	t.Helper()
 	const tries = 3
 	for try := 1; try <= tries; try++ {
-		listen := freeAddr(t)
+		listen := hgtest.Addr(t)
 		p := startProcess(t, bin, args(listen)...)
 		base := "http://" + listen
 		err := pollErr(30*time.Second, 100*time.Millisecond, func() error {

@@ -1,13 +1,9 @@
 package faults_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -31,18 +27,6 @@ const (
 	kvStream   = "KV_" + bucketName
 )
 
-// freePort returns a loopback TCP port that was free a moment ago. A server
-// restarted on it later binds with SO_REUSEADDR, as Go listeners do.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // cluster is three nats-server nodes with JetStream, clustered over loopback
 // routes. The nodes do not advertise each other to clients (NoAdvertise), so a
 // client given one node's URL stays with that node: the tests decide who can
@@ -60,9 +44,13 @@ type cluster struct {
 func startCluster(t testing.TB) *cluster {
 	t.Helper()
 	c := &cluster{t: t, names: []string{"n1", "n2", "n3"}}
+	// Every node's routes name the others' route ports before any of them
+	// listens, and a restarted node comes back on its own client port (the
+	// gateways' URLs): ports fixed in advance, from hgtest.Port, which no
+	// outgoing connection can take between now and the binds.
 	routePorts := make([]int, len(c.names))
 	for i := range routePorts {
-		routePorts[i] = freePort(t)
+		routePorts[i] = hgtest.Port(t)
 	}
 	for i, name := range c.names {
 		var routes []string
@@ -74,7 +62,7 @@ func startCluster(t testing.TB) *cluster {
 		c.opts = append(c.opts, &server.Options{
 			ServerName: name,
 			Host:       "127.0.0.1",
-			Port:       freePort(t),
+			Port:       hgtest.Port(t),
 			JetStream:  true,
 			StoreDir:   t.TempDir(),
 			NoLog:      true,
@@ -205,7 +193,7 @@ func clusterGateway(t testing.TB, urls string) *hgtest.Gateway {
 	return hgtest.StartGateway(t, urls, func(c *gateway.Config) {
 		c.Replicas = 3
 		c.PublishTimeout = 5 * time.Second
-		c.Ingest.AuthFailureRate = -1
+		c.Ingest.AuthFailureRate = 0 // off
 	})
 }
 
@@ -213,16 +201,7 @@ func clusterGateway(t testing.TB, urls string) *hgtest.Gateway {
 // life; it is closed with the test.
 func connect(t testing.TB, urls string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(urls, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.Timeout(2*time.Second))
-	if err != nil {
-		t.Fatalf("connect %s: %v", urls, err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatalf("jetstream: %v", err)
-	}
-	return nc, js
+	return hgtest.Connect(t, urls, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.Timeout(2*time.Second))
 }
 
 // bucket returns the credentials bucket, which the gateways created.
@@ -285,28 +264,14 @@ func newClient() *http.Client {
 	}
 }
 
-// send posts a hits webhook. It is safe on any goroutine: it reports errors
-// instead of failing the test.
+// send posts a hits webhook and reads the contract's reply body. It is safe
+// on any goroutine: it reports errors instead of failing the test.
 func send(client *http.Client, gwURL, app, token, idemKey string, body []byte) (reply, error) {
-	req, err := http.NewRequest(http.MethodPost, gwURL+"/v1/hits/"+app, bytes.NewReader(body))
-	if err != nil {
-		return reply{}, err
+	hr := hgtest.SendHit(client, gwURL, app, token, idemKey, body)
+	if hr.Err != nil {
+		return reply{}, hr.Err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token)
-	if idemKey != "" {
-		req.Header.Set("Idempotency-Key", idemKey)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return reply{}, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return reply{}, err
-	}
-	r := reply{code: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After"), raw: raw}
+	r := reply{code: hr.Code, retryAfter: hr.RetryAfter, raw: hr.Body}
 	switch r.code {
 	case http.StatusAccepted:
 		var ok struct {
@@ -315,16 +280,16 @@ func send(client *http.Client, gwURL, app, token, idemKey string, body []byte) (
 			Seq       uint64 `json:"seq"`
 			Duplicate bool   `json:"duplicate"`
 		}
-		if err := json.Unmarshal(raw, &ok); err != nil || ok.Stream != streamName || ok.Seq == 0 || ok.ID == "" {
-			return r, fmt.Errorf("202 with a bad body %q (%v)", raw, err)
+		if err := json.Unmarshal(r.raw, &ok); err != nil || ok.Stream != streamName || ok.Seq == 0 || ok.ID == "" {
+			return r, fmt.Errorf("202 with a bad body %q (%v)", r.raw, err)
 		}
 		r.seq, r.duplicate = ok.Seq, ok.Duplicate
 	default:
 		var e struct {
 			Error string `json:"error"`
 		}
-		if err := json.Unmarshal(raw, &e); err != nil || e.Error == "" {
-			return r, fmt.Errorf("%d with a bad body %q (%v)", r.code, raw, err)
+		if err := json.Unmarshal(r.raw, &e); err != nil || e.Error == "" {
+			return r, fmt.Errorf("%d with a bad body %q (%v)", r.code, r.raw, err)
 		}
 		r.errCode = e.Error
 	}
@@ -342,72 +307,6 @@ func checkUnavailable(r reply) error {
 		return fmt.Errorf("503 with Retry-After %q, want whole seconds >= 1", r.retryAfter)
 	}
 	return nil
-}
-
-// readyz returns the status code of the gateway's /readyz.
-func readyz(g *hgtest.Gateway) (int, error) {
-	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get(g.MetricsURL + "/readyz")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, nil
-}
-
-// storedKeys reads the whole stream back with an ordered consumer and returns,
-// for each Hook-Idempotency-Key, the sequences it is stored at.
-func storedKeys(t testing.TB, js jetstream.JetStream) (keys map[string][]uint64, total int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var (
-		s    jetstream.Stream
-		info *jetstream.StreamInfo
-	)
-	hgtest.WaitFor(t, 20*time.Second, func() error {
-		var err error
-		if s, err = js.Stream(ctx, streamName); err != nil {
-			return err
-		}
-		info, err = s.Info(ctx)
-		return err
-	})
-	keys = make(map[string][]uint64)
-	last := info.State.LastSeq
-	if info.State.Msgs == 0 {
-		return keys, 0
-	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatalf("ordered consumer: %v", err)
-	}
-	var seen uint64
-	for round := 0; seen < last; round++ {
-		if ctx.Err() != nil || round > 10000 {
-			t.Fatalf("read back %d of the stream's %d messages (last seq %d) before giving up", total, info.State.Msgs, last)
-		}
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoMessages) {
-				continue
-			}
-			t.Fatalf("fetch: %v", err)
-		}
-		for m := range batch.Messages() {
-			md, err := m.Metadata()
-			if err != nil {
-				t.Fatalf("metadata: %v", err)
-			}
-			seen = md.Sequence.Stream
-			total++
-			if k := m.Headers().Get("Hook-Idempotency-Key"); k != "" {
-				keys[k] = append(keys[k], md.Sequence.Stream)
-			}
-		}
-	}
-	return keys, total
 }
 
 // percentile returns the p-th percentile (0..100) of sorted ds.

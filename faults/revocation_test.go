@@ -48,16 +48,16 @@ func untilRefused(client *http.Client, g *hgtest.Gateway, token string, from tim
 // first 401. Only the contract's one-second bound is asserted; the figures
 // are logged.
 func TestRevocationAcrossGateways(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: a three-node cluster and hundreds of revocations")
+	}
 	c := startCluster(t)
 	gws := []*hgtest.Gateway{clusterGateway(t, c.urls()), clusterGateway(t, c.urls())}
 	_, js := connect(t, c.urls())
 	kv := bucket(t, js)
 	reg := &auth.Registry{KV: kv}
 
-	n := 300
-	if testing.Short() {
-		n = 60
-	}
+	const n = 300
 	client := newClient()
 	defer client.CloseIdleConnections()
 

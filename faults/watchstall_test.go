@@ -103,18 +103,6 @@ func accept(t *testing.T, client *http.Client, g *hgtest.Gateway, token string, 
 	})
 }
 
-// waitReady waits until the gateway's /readyz answers want.
-func waitReady(t *testing.T, g *hgtest.Gateway, want int, timeout time.Duration) {
-	t.Helper()
-	hgtest.WaitFor(t, timeout, func() error {
-		code, err := readyz(g)
-		if err == nil && code != want {
-			err = fmt.Errorf("/readyz %d, want %d", code, want)
-		}
-		return err
-	})
-}
-
 // servedFromCache reports whether a request with token is answered from g's
 // credential cache (the cache-hit counter moves), and its reply code.
 func servedFromCache(client *http.Client, g *hgtest.Gateway, token string) (bool, int, error) {
@@ -191,10 +179,10 @@ func revokeOnceTrusted(t *testing.T, client *http.Client, g *hgtest.Gateway, kv 
 func TestWatchStallDoesNotServeStaleCredentials(t *testing.T) {
 	t.Run("single-node", func(t *testing.T) {
 		opts := hgtest.NATSOptions(t.TempDir())
-		opts.Port = freePort(t)
+		opts.Port = hgtest.Port(t) // it restarts on the same port
 		srv := hgtest.RunNATSWith(t, opts.Clone())
 		url := srv.ClientURL()
-		g := hgtest.StartGateway(t, url, func(c *gateway.Config) { c.Ingest.AuthFailureRate = -1 })
+		g := hgtest.StartGateway(t, url, func(c *gateway.Config) { c.Ingest.AuthFailureRate = 0 }) // refused-token budget off
 		_, js := connect(t, url)
 		kv := bucket(t, js)
 		reg := &auth.Registry{KV: kv}
@@ -209,7 +197,7 @@ func TestWatchStallDoesNotServeStaleCredentials(t *testing.T) {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 		down := time.Now()
-		waitReady(t, g, http.StatusServiceUnavailable, 15*time.Second)
+		g.WaitNotReady(t, 15*time.Second, "its NATS server stopped")
 		t.Logf("/readyz 503 %s after the server stopped", time.Since(down).Round(time.Millisecond))
 		for name, tok := range map[string]string{"cached": later, "cached, to be revoked": revoked, "not cached": cold} {
 			start := time.Now()
@@ -229,7 +217,7 @@ func TestWatchStallDoesNotServeStaleCredentials(t *testing.T) {
 
 		hgtest.RunNATSWith(t, opts.Clone())
 		up := time.Now()
-		waitReady(t, g, http.StatusOK, 30*time.Second)
+		hgtest.WaitFor(t, 30*time.Second, g.ReadyErr)
 		t.Logf("/readyz 200 %s after the server restarted", time.Since(up).Round(time.Millisecond))
 
 		deleted := deleteToken(t, kv, revoked)
@@ -249,6 +237,9 @@ func TestWatchStallDoesNotServeStaleCredentials(t *testing.T) {
 	})
 
 	t.Run("pinned-gateway-node-restart", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("slow: a three-node cluster loses a node and gets it back")
+		}
 		c := startCluster(t)
 		free := clusterGateway(t, c.urls())
 		_, js := connect(t, c.urls())
@@ -290,7 +281,7 @@ func TestWatchStallDoesNotServeStaleCredentials(t *testing.T) {
 		})
 		t.Logf("stopping %s, the pinned gateway's only node (bucket leader %s)", c.names[pin], c.names[kvLeader])
 		c.stop(pin)
-		waitReady(t, pinned, http.StatusServiceUnavailable, 15*time.Second)
+		pinned.WaitNotReady(t, 15*time.Second, "its only node stopped")
 
 		deleted := deleteToken(t, kv, token)
 		s, err := probeRevoked(client, free, token, deleted, observeFor)
@@ -332,7 +323,7 @@ func TestWatchStallDoesNotServeStaleCredentials(t *testing.T) {
 
 		c.restart(pin)
 		up := time.Now()
-		waitReady(t, pinned, http.StatusOK, 30*time.Second)
+		hgtest.WaitFor(t, 30*time.Second, pinned.ReadyErr)
 		t.Logf("pinned gateway ready %s after %s restarted (%s after the delete)", time.Since(up).Round(time.Millisecond),
 			c.names[pin], time.Since(deleted).Round(time.Millisecond))
 		s, err = probeRevoked(client, pinned, token, deleted, time.Since(deleted)+observeFor)
@@ -350,6 +341,9 @@ func TestWatchStallDoesNotServeStaleCredentials(t *testing.T) {
 	})
 
 	t.Run("watch-consumer-node-loss", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("slow: a three-node cluster loses the node of a watch consumer")
+		}
 		c := startCluster(t)
 		_, js := connect(t, c.urls())
 		var (

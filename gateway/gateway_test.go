@@ -291,7 +291,7 @@ func TestCredentialFromAnotherWriterAndExpiry(t *testing.T) {
 	}
 	token := "platform-issued-token-0123456789"
 	h := auth.HashToken([]byte(token))
-	rec := fmt.Sprintf(`{"id":"plat-1","org":"acme","app":"web","kind":"deploy","name":"from the platform","version":1,"created_at":"2026-01-01T00:00:00Z","expires_at":null}`)
+	rec := `{"id":"plat-1","org":"acme","app":"web","kind":"deploy","name":"from the platform","version":1,"created_at":"2026-01-01T00:00:00Z","expires_at":null}`
 	if _, err := kv.Put(context.Background(), auth.TokenKey(h), []byte(rec)); err != nil {
 		t.Fatal(err)
 	}
@@ -466,11 +466,11 @@ func TestNoTokenInLogsOrMetrics(t *testing.T) {
 
 func TestEmbeddedKeepsStateAcrossRestart(t *testing.T) {
 	dir := t.TempDir()
-	port := freePort(t)
+	addr := hgtest.Addr(t) // the restart listens where the first start did, as an operator's would
 	start := func() *hgtest.Gateway {
 		return hgtest.StartGateway(t, "", func(c *gateway.Config) {
 			c.DataDir = dir
-			c.EmbeddedListen = fmt.Sprintf("127.0.0.1:%d", port)
+			c.EmbeddedListen = addr
 		})
 	}
 	gw := start()
@@ -506,11 +506,7 @@ func TestEmbeddedKeepsStateAcrossRestart(t *testing.T) {
 // A --max-body above the embedded server's 1 MiB default raises its
 // max_payload instead of being lowered to fit it.
 func TestEmbeddedTakesBodiesOverOneMiB(t *testing.T) {
-	gw := hgtest.StartGateway(t, "", func(c *gateway.Config) {
-		c.DataDir = t.TempDir()
-		c.EmbeddedListen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		c.Ingest.MaxBody = 2_000_000
-	})
+	gw := hgtest.StartGateway(t, "", func(c *gateway.Config) { c.Ingest.MaxBody = 2_000_000 })
 	reg := hgtest.Registry(t, gw.NATSURL(), "")
 	is := hgtest.Issue(t, reg, auth.IssueRequest{Org: "acme", Kind: auth.KindHits, Name: "big"})
 	body := []byte(`{"pad":"` + strings.Repeat("x", 1_500_000) + `"}`)
@@ -520,15 +516,6 @@ func TestEmbeddedTakesBodiesOverOneMiB(t *testing.T) {
 	if strings.Contains(gw.Logs.String(), "--max-body lowered") {
 		t.Fatalf("--max-body was lowered: %s", gw.Logs.String())
 	}
-}
-
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func TestReadyzAndHealthz(t *testing.T) {
@@ -548,6 +535,9 @@ func TestReadyzAndHealthz(t *testing.T) {
 // /readyz follows the stream and the bucket after startup: deleting one makes
 // the gateway not ready until it exists again.
 func TestReadyzFollowsStreamAndBucket(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: four turns of the gateway's 2s stream and bucket check")
+	}
 	srv := hgtest.RunNATS(t)
 	gw := hgtest.StartGateway(t, srv.ClientURL(), nil)
 	_, js := hgtest.Connect(t, srv.ClientURL())
@@ -648,8 +638,10 @@ func TestFailedStartClosesWhatItOpened(t *testing.T) {
 	}
 	defer busy.Close()
 	dir := t.TempDir()
-	webhook, metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	embedded := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	// Start takes these as addresses (it is their release that is checked),
+	// and the gateway after each case binds them again: ports that no
+	// outgoing connection can take meanwhile (see hgtest.Port).
+	webhook, metricsAddr, embedded := hgtest.Addr(t), hgtest.Addr(t), hgtest.Addr(t)
 	base := func(c *gateway.Config) {
 		c.Listener, c.MetricsLn = nil, nil
 		c.Listen, c.MetricsListen, c.EmbeddedListen = webhook, metricsAddr, embedded
@@ -675,7 +667,8 @@ func TestFailedStartClosesWhatItOpened(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := gateway.Config{Logger: slog.New(slog.DiscardHandler)}
+			cfg := gateway.DefaultConfig()
+			cfg.Logger = slog.New(slog.DiscardHandler)
 			base(&cfg)
 			tt.change(&cfg)
 			began := time.Now()

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"regexp"
 	"strings"
 	"sync"
@@ -15,16 +15,6 @@ import (
 
 	"github.com/hookgate/hookgate/internal/hgtest"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 func noEnv(string) string { return "" }
 
@@ -45,15 +35,13 @@ type served struct {
 	stop                     func() int
 }
 
-func serve(t *testing.T, dataDir string, natsAddr string, extra ...string) *served {
+// serve runs `hookgate serve` on :0 ports, embedded NATS included, and takes
+// the addresses it got from its log; it waits for /readyz.
+func serve(t *testing.T, dataDir string, extra ...string) *served {
 	t.Helper()
-	s := &served{listen: freeAddr(t), metrics: freeAddr(t), stderr: &hgtest.LogBuffer{}}
-	if natsAddr == "" {
-		natsAddr = freeAddr(t)
-	}
-	s.natsURL = "nats://" + natsAddr
-	args := append([]string{"serve", "--listen", s.listen, "--metrics-listen", s.metrics,
-		"--data-dir", dataDir, "--embedded-nats-listen", natsAddr, "--log-level", "debug"}, extra...)
+	s := &served{stderr: &hgtest.LogBuffer{}}
+	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+		"--data-dir", dataDir, "--embedded-nats-listen", "127.0.0.1:0", "--log-level", "debug", "--log-format", "json"}, extra...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, args, noEnv, &bytes.Buffer{}, s.stderr) }()
@@ -71,22 +59,30 @@ func serve(t *testing.T, dataDir string, natsAddr string, extra ...string) *serv
 			return fmt.Errorf("serve exited %d: %s", c, s.stderr.String())
 		default:
 		}
-		return readyz(s.metrics)
+		var ok bool
+		if s.listen, s.metrics, s.natsURL, ok = started(s.stderr.String()); !ok {
+			return errors.New("serve has not logged its addresses yet")
+		}
+		return hgtest.Ready("http://" + s.metrics)
 	})
 	return s
 }
 
-// readyz asks a serve's /readyz; nil when ready.
-func readyz(metricsAddr string) error {
-	resp, err := http.Get("http://" + metricsAddr + "/readyz")
-	if err != nil {
-		return err
+// started reads the addresses on serve's "hookgate started" log line (JSON
+// logs); ok is false until that line is written.
+func started(logs string) (listen, metricsListen, natsURL string, ok bool) {
+	for line := range strings.Lines(logs) {
+		var l struct {
+			Msg           string `json:"msg"`
+			Listen        string `json:"listen"`
+			MetricsListen string `json:"metrics_listen"`
+			NATSURL       string `json:"nats_url"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "hookgate started" {
+			return l.Listen, l.MetricsListen, l.NATSURL, true
+		}
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("readyz %d", resp.StatusCode)
-	}
-	return nil
+	return "", "", "", false
 }
 
 type issued struct {
@@ -130,7 +126,7 @@ func refusedWithinSecond(t *testing.T, s *served, path, token string) {
 }
 
 func TestTokenLifecycleThroughCLI(t *testing.T) {
-	s := serve(t, t.TempDir(), "")
+	s := serve(t, t.TempDir())
 	nats := []string{"--nats-url", s.natsURL}
 
 	code, out, errOut := runCLI(t, noEnv, append([]string{"token", "issue", "--org", "acme", "--kind", "deploy", "--app", "web", "--name", "ci", "--expires", "720h", "--json"}, nats...)...)
@@ -247,6 +243,9 @@ func TestExitCodesAndHelp(t *testing.T) {
 			"--embedded-nats-listen", natsListen, "--data-dir", t.TempDir()}
 	}
 	inUse := busy.Addr().String()
+	free := "127.0.0.1:0"
+	// A port nothing listens on (nothing can take it by chance: hgtest.Port).
+	noNATS := "nats://" + hgtest.Addr(t)
 	tests := []struct {
 		name string
 		args []string
@@ -262,16 +261,16 @@ func TestExitCodesAndHelp(t *testing.T) {
 		{"bad kind", []string{"token", "issue", "--org", "a", "--kind", "push", "--name", "n"}, 2, ""},
 		{"deploy without app", []string{"token", "issue", "--org", "acme", "--kind", "deploy", "--name", "n"}, 2, ""},
 		{"bad org", []string{"token", "issue", "--org", "Acme.>", "--kind", "hits", "--name", "n"}, 2, ""},
-		{"NATS down", []string{"token", "list", "--nats-url", "nats://" + freeAddr(t)}, 1, ""},
-		{"list with a bad org", []string{"token", "list", "--org", "BAD", "--nats-url", "nats://" + freeAddr(t)}, 2, "--org"},
-		{"serve with no body allowed", append(serveOn(freeAddr(t), freeAddr(t), freeAddr(t)), "--max-body", "0"), 2, "--max-body"},
-		{"serve with 9 replicas", append(serveOn(freeAddr(t), freeAddr(t), freeAddr(t)), "--replicas", "9"), 2, "replicas"},
-		{"serve with a wildcard prefix", append(serveOn(freeAddr(t), freeAddr(t), freeAddr(t)), "--subject-prefix", "a.*"), 2, "subject prefix"},
-		{"serve with a certificate but no key", append(serveOn(freeAddr(t), freeAddr(t), freeAddr(t)), "--tls-cert", "c.pem"), 2, "--tls-key"},
-		{"a NATS password without a user", []string{"token", "list", "--nats-password", "p", "--nats-url", "nats://" + freeAddr(t)}, 2, "--nats-user"},
-		{"serve on a webhook port in use", serveOn(inUse, freeAddr(t), freeAddr(t)), 1, "webhook listener: listen tcp " + inUse},
-		{"serve on a metrics port in use", serveOn(freeAddr(t), inUse, freeAddr(t)), 1, "metrics listener: listen tcp " + inUse},
-		{"serve on an embedded NATS port in use", serveOn(freeAddr(t), freeAddr(t), inUse), 1, "embedded server on " + inUse},
+		{"NATS down", []string{"token", "list", "--nats-url", noNATS}, 1, ""},
+		{"list with a bad org", []string{"token", "list", "--org", "BAD", "--nats-url", noNATS}, 2, "--org"},
+		{"serve with no body allowed", append(serveOn(free, free, free), "--max-body", "0"), 2, "--max-body"},
+		{"serve with 9 replicas", append(serveOn(free, free, free), "--replicas", "9"), 2, "replicas"},
+		{"serve with a wildcard prefix", append(serveOn(free, free, free), "--subject-prefix", "a.*"), 2, "--subject-prefix"},
+		{"serve with a certificate but no key", append(serveOn(free, free, free), "--tls-cert", "c.pem"), 2, "--tls-key"},
+		{"a NATS password without a user", []string{"token", "list", "--nats-password", "p", "--nats-url", noNATS}, 2, "--nats-user"},
+		{"serve on a webhook port in use", serveOn(inUse, free, free), 1, "webhook listener: listen tcp " + inUse},
+		{"serve on a metrics port in use", serveOn(free, inUse, free), 1, "metrics listener: listen tcp " + inUse},
+		{"serve on an embedded NATS port in use", serveOn(free, free, inUse), 1, "embedded server on " + inUse},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -290,7 +289,7 @@ func TestExitCodesAndHelp(t *testing.T) {
 }
 
 func TestEnvSetsFlagsAndFlagsWin(t *testing.T) {
-	s := serve(t, t.TempDir(), "")
+	s := serve(t, t.TempDir())
 	env := func(k string) string {
 		return map[string]string{"HOOKGATE_NATS_URL": s.natsURL, "HOOKGATE_ORG": "fromenv"}[k]
 	}
@@ -311,7 +310,7 @@ func TestEnvSetsFlagsAndFlagsWin(t *testing.T) {
 }
 
 func TestTailPrintsAcceptedWebhooks(t *testing.T) {
-	s := serve(t, t.TempDir(), "")
+	s := serve(t, t.TempDir())
 	// Every NATS command takes the same names, so one set of flags or
 	// HOOKGATE_ variables fits all (tail gets both).
 	names := []string{"--nats-url", s.natsURL, "--stream", "HOOKS", "--subject-prefix", "hooks", "--tokens-bucket", "hookgate-tokens", "--replicas", "1"}

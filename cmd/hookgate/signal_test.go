@@ -1,13 +1,10 @@
 package main
 
 import (
-	"fmt"
-	"io"
-	"net/http"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,16 +16,18 @@ import (
 // with their acks, the process exits 0 within --shutdown-timeout, and every
 // 202 is in the stream.
 func TestSIGTERMUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: builds the binary and drains it under load")
+	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "hookgate")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	listen, metricsAddr, natsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	dataDir := filepath.Join(dir, "data")
 	const shutdownTimeout = 10 * time.Second
-	cmd := exec.Command(bin, "serve", "--listen", listen, "--metrics-listen", metricsAddr, "--data-dir", dataDir,
-		"--embedded-nats-listen", natsAddr, "--shutdown-timeout", shutdownTimeout.String())
+	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", dataDir,
+		"--embedded-nats-listen", "127.0.0.1:0", "--log-format", "json", "--shutdown-timeout", shutdownTimeout.String())
 	var stderr hgtest.LogBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -41,54 +40,23 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 			cmd.Process.Kill()
 		}
 	}()
-	hgtest.WaitFor(t, 20*time.Second, func() error { return readyz(metricsAddr) })
-	code, out, errOut := runCLI(t, noEnv, "token", "issue", "--org", "acme", "--kind", "hits", "--name", "n", "--json", "--nats-url", "nats://"+natsAddr)
+	var listen, metricsAddr, natsURL string
+	hgtest.WaitFor(t, 20*time.Second, func() error {
+		var ok bool
+		if listen, metricsAddr, natsURL, ok = started(stderr.String()); !ok {
+			return errors.New("serve has not logged its addresses yet: " + stderr.String())
+		}
+		return hgtest.Ready("http://" + metricsAddr)
+	})
+	code, out, errOut := runCLI(t, noEnv, "token", "issue", "--org", "acme", "--kind", "hits", "--name", "n", "--json", "--nats-url", natsURL)
 	if code != 0 {
 		t.Fatalf("issue: %s", errOut)
 	}
 	var is issued
 	decodeOne(t, out, &is)
 
-	type result struct {
-		key  string
-		code int
-	}
-	var (
-		mu      sync.Mutex
-		results []result
-		wg      sync.WaitGroup
-		stop    = make(chan struct{})
-	)
-	client := &http.Client{Timeout: 15 * time.Second}
-	for s := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 100000; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				key := fmt.Sprintf("s%d-%d", s, i)
-				req, _ := http.NewRequest("POST", "http://"+listen+"/v1/hits/web", strings.NewReader(`{}`))
-				req.Header.Set("Authorization", "Bearer "+is.Token)
-				req.Header.Set("Idempotency-Key", key)
-				r := result{key: key}
-				if resp, err := client.Do(req); err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					r.code = resp.StatusCode
-				} else {
-					time.Sleep(5 * time.Millisecond)
-				}
-				mu.Lock()
-				results = append(results, r)
-				mu.Unlock()
-			}
-		}()
-	}
-	time.Sleep(time.Second)
+	l := hgtest.StartLoad(t, []string{"http://" + listen}, is.Token, 8, 800000)
+	l.WaitCount(t, 30*time.Second, 200, "202s before SIGTERM", func(r hgtest.Reply) bool { return r.Code == 202 })
 	start := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -100,8 +68,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		t.Fatalf("serve still running %s after SIGTERM", shutdownTimeout+5*time.Second)
 	}
 	took := time.Since(start)
-	close(stop)
-	wg.Wait()
+	results := l.Stop()
 	if waitErr != nil {
 		t.Fatalf("serve exited with %v after SIGTERM:\n%s", waitErr, stderr.String())
 	}
@@ -112,22 +79,15 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	// Read the stream back from the same store.
 	srv := hgtest.RunNATSWith(t, hgtest.NATSOptions(dataDir))
 	_, js := hgtest.Connect(t, srv.ClientURL())
-	stored := hgtest.StoredByKey(t, js, "HOOKS")
-	counts := map[int]int{}
-	for _, r := range results {
-		counts[r.code]++
-		switch r.code {
-		case 202:
-			if stored[r.key] != 1 {
-				t.Errorf("202 for %s, stored %d times", r.key, stored[r.key])
-			}
-		case 0: // connection refused or closed: the sender retries
-		default:
-			t.Errorf("reply %d during shutdown", r.code)
+	accepted := hgtest.CheckStoredOnce(t, results, hgtest.StoredByKey(t, js, "HOOKS"))
+	counts := hgtest.Codes(results)
+	for c, n := range counts {
+		if c != 202 && c != 0 { // 0: connection refused or closed, the sender retries
+			t.Errorf("%d replies %d during shutdown", n, c)
 		}
 	}
-	t.Logf("SIGTERM: %d requests, %d 202 (all stored once), %d refused connections, other %d; exit 0 after %s",
-		len(results), counts[202], counts[0], len(results)-counts[202]-counts[0], took.Round(time.Millisecond))
+	t.Logf("SIGTERM: %d requests, %d 202 (all stored once), %d refused connections; exit 0 after %s",
+		len(results), accepted, counts[0], took.Round(time.Millisecond))
 	if !strings.Contains(stderr.String(), "hookgate stopped") {
 		t.Errorf("no 'hookgate stopped' log line:\n%s", stderr.String())
 	}

@@ -1,5 +1,7 @@
-// Package hgtest starts real parts for tests: an embedded NATS server with
-// JetStream, a whole gateway on loopback ports, and credentials in its bucket.
+// Package hgtest starts real parts for tests and checks what they did: an
+// embedded NATS server with JetStream, a whole gateway on loopback ports,
+// credentials in its bucket, load on it, and reading back its stream and its
+// metrics.
 package hgtest
 
 import (
@@ -60,10 +62,11 @@ func RunNATSWith(t testing.TB, opts *server.Options) *server.Server {
 	return s
 }
 
-// Connect returns a client connection to url, closed with the test.
-func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+// Connect returns a client connection to url (nats.go's options, then opts),
+// closed with the test.
+func Connect(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatalf("connect %s: %v", url, err)
 	}
@@ -119,21 +122,31 @@ type Gateway struct {
 func StartGateway(t testing.TB, natsURL string, configure func(*gateway.Config)) *Gateway {
 	t.Helper()
 	logs := &LogBuffer{}
-	cfg := gateway.Config{
-		Listener:       Listen(t),
-		MetricsLn:      Listen(t),
-		NATS:           bus.ConnConfig{URL: natsURL},
-		DataDir:        t.TempDir(),
-		EmbeddedListen: "127.0.0.1:0",
-		Logger:         slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
+	ln, mln := Listen(t), Listen(t)
+	cfg := gateway.DefaultConfig()
+	cfg.Listener, cfg.MetricsLn = ln, mln
+	cfg.NATS = bus.ConnConfig{URL: natsURL}
+	cfg.DataDir, cfg.EmbeddedListen = t.TempDir(), "127.0.0.1:0"
+	cfg.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if configure != nil {
 		configure(&cfg)
+	}
+	// Listeners configure replaced (a test of --listen) are not the gateway's to close.
+	if cfg.Listener != ln {
+		ln.Close()
+	}
+	if cfg.MetricsLn != mln {
+		mln.Close()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g, err := gateway.Start(ctx, cfg)
 	if err != nil {
 		cancel()
+		for _, l := range []net.Listener{cfg.Listener, cfg.MetricsLn} {
+			if l != nil { // a failed Start leaves the listeners it was given open
+				l.Close()
+			}
+		}
 		t.Fatalf("start gateway: %v", err)
 	}
 	var once sync.Once
@@ -151,9 +164,13 @@ func StartGateway(t testing.TB, natsURL string, configure func(*gateway.Config))
 	return hg
 }
 
-// ReadyErr asks /readyz.
-func (g *Gateway) ReadyErr() error {
-	resp, err := http.Get(g.MetricsURL + "/readyz")
+// ReadyErr asks the gateway's /readyz.
+func (g *Gateway) ReadyErr() error { return Ready(g.MetricsURL) }
+
+// Ready asks metricsURL/readyz: nil for 200, else why not.
+func Ready(metricsURL string) error {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(metricsURL + "/readyz")
 	if err != nil {
 		return err
 	}
@@ -186,6 +203,20 @@ func Metric(metricsURL, series string) (v float64, found bool, err error) {
 		}
 	}
 	return 0, false, nil
+}
+
+// MetricValue is Metric for a series that must be there: anything else fails
+// the test.
+func MetricValue(t testing.TB, metricsURL, series string) float64 {
+	t.Helper()
+	v, found, err := Metric(metricsURL, series)
+	if err != nil {
+		t.Fatalf("%s: %v", series, err)
+	}
+	if !found {
+		t.Fatalf("%s not in /metrics", series)
+	}
+	return v
 }
 
 // WaitNotReady waits up to timeout for /readyz to stop answering 200, after
@@ -271,41 +302,4 @@ func Poll(timeout time.Duration, f func() error) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// StoredByKey reads the whole stream back and counts its messages by
-// Hook-Idempotency-Key: how tests prove that every 202 was stored once.
-func StoredByKey(t testing.TB, js jetstream.JetStream, stream string) map[string]int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatalf("stream %s: %v", stream, err)
-	}
-	total := s.CachedInfo().State.Msgs
-	keys := map[string]int{}
-	if total == 0 {
-		return keys
-	}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatalf("consumer: %v", err)
-	}
-	for n := uint64(0); n < total; {
-		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatalf("fetch: %v", err)
-		}
-		got := 0
-		for m := range batch.Messages() {
-			keys[m.Headers().Get("Hook-Idempotency-Key")]++
-			got++
-		}
-		if got == 0 {
-			t.Fatalf("stream read stalled at %d of %d", n, total)
-		}
-		n += uint64(got)
-	}
-	return keys
 }
