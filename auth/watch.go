@@ -43,16 +43,13 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, next NextRevis
 		}
 		return fmt.Errorf("auth: watch bucket %q: %w", kv.Bucket(), err)
 	}
-	defer func() { stopWatch(w) }()
+	ws := &watchRun{s: s, kv: kv, next: next, w: w, catchingUp: true, synced: synced}
+	defer func() { stopWatch(ws.w) }()
 
 	prune := time.NewTicker(10 * time.Second)
 	defer prune.Stop()
 	check := time.NewTicker(s.cfg.StaleAfter / 2)
 	defer check.Stop()
-	var target uint64  // the bucket's last revision at the previous check
-	var applied uint64 // the highest revision this call applied
-	catchingUp := true // until the watch's initial state is delivered
-	everSynced := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -60,37 +57,8 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, next NextRevis
 		case <-prune.C:
 			s.prune()
 		case <-check.C:
-			if catchingUp {
-				continue
-			}
-			last, err := bucketLastRevision(ctx, kv, s.cfg.StaleAfter/2)
-			caughtUp := applied >= target
-			if !caughtUp && err == nil && next != nil {
-				rev, nerr := nextRevision(ctx, next, applied+1, s.cfg.StaleAfter/2)
-				caughtUp = nerr == nil && (rev == 0 || rev > target) // nothing left up to target
-			}
-			switch {
-			case err != nil:
-				s.Distrust("bucket status: " + err.Error())
-			case !caughtUp:
-				s.Distrust("watch behind the bucket")
-				// Do not wait for nats.go to notice (two missed heartbeats):
-				// start a new watch where this one stopped.
-				if nw, werr := kv.WatchAll(ctx, jetstream.ResumeFromRevision(applied+1)); werr == nil {
-					stopWatch(w)
-					w, catchingUp = nw, true
-				}
-			case !s.Trusted():
-				s.Trust()
-			}
-			if err == nil {
-				target = last
-			} else {
-				// Unknown: trust again only once a later check has seen
-				// the watch reach the bucket's revision.
-				target = math.MaxUint64
-			}
-		case e, ok := <-w.Updates():
+			ws.check(ctx)
+		case e, ok := <-ws.w.Updates():
 			if !ok {
 				if ctx.Err() != nil {
 					// nats.go closes the updates when ctx ends, and this
@@ -99,31 +67,88 @@ func (s *Store) Watch(ctx context.Context, kv jetstream.KeyValue, next NextRevis
 				}
 				return fmt.Errorf("auth: watch of bucket %q ended", kv.Bucket())
 			}
-			if e == nil {
-				// The watch has delivered everything up to its creation:
-				// the next check compares with a revision read from now on.
-				catchingUp, target = false, 0
-				s.Trust() // current as of the watch's creation; checks keep it honest
-				if !everSynced && synced != nil {
-					synced()
-				}
-				everSynced = true
-				continue
-			}
-			if e.Revision() <= applied {
-				// A replay: nats.go restarts an ordered consumer that missed
-				// heartbeats from the last sequence it delivered, or from the
-				// bucket's first one if it had delivered none. Revisions are
-				// delivered in order, so everything up to the last applied
-				// one is applied or replaced already; applying an old put
-				// again would bring back a token until its delete came round.
-				// (Counted per call: a bucket made anew starts again at 1.)
-				continue
-			}
-			s.Apply(e.Key(), e.Operation(), e.Value(), e.Revision())
-			applied = e.Revision()
+			ws.update(e)
 		}
 	}
+}
+
+// watchRun is one call of Watch: its watcher and how far it got.
+type watchRun struct {
+	s      *Store
+	kv     jetstream.KeyValue
+	next   NextRevision
+	synced func()
+
+	w          jetstream.KeyWatcher
+	target     uint64 // the bucket's last revision at the previous check
+	applied    uint64 // the highest revision this call applied
+	catchingUp bool   // until the watch's initial state is delivered
+	everSynced bool
+}
+
+// check compares the watch with the bucket: behind the revision the bucket
+// had at the previous check, the store is distrusted and the watch
+// recreated where it stopped; caught up, the store is trusted again.
+func (r *watchRun) check(ctx context.Context) {
+	if r.catchingUp {
+		return
+	}
+	s := r.s
+	last, err := bucketLastRevision(ctx, r.kv, s.cfg.StaleAfter/2)
+	caughtUp := r.applied >= r.target
+	if !caughtUp && err == nil && r.next != nil {
+		rev, nerr := nextRevision(ctx, r.next, r.applied+1, s.cfg.StaleAfter/2)
+		caughtUp = nerr == nil && (rev == 0 || rev > r.target) // nothing left up to target
+	}
+	switch {
+	case err != nil:
+		s.Distrust("bucket status: " + err.Error())
+	case !caughtUp:
+		s.Distrust("watch behind the bucket")
+		// Do not wait for nats.go to notice (two missed heartbeats):
+		// start a new watch where this one stopped.
+		if nw, werr := r.kv.WatchAll(ctx, jetstream.ResumeFromRevision(r.applied+1)); werr == nil {
+			stopWatch(r.w)
+			r.w, r.catchingUp = nw, true
+		}
+	case !s.Trusted():
+		s.Trust()
+	}
+	if err == nil {
+		r.target = last
+	} else {
+		// Unknown: trust again only once a later check has seen
+		// the watch reach the bucket's revision.
+		r.target = math.MaxUint64
+	}
+}
+
+// update applies one entry of the watch; nil marks the end of its initial
+// state.
+func (r *watchRun) update(e jetstream.KeyValueEntry) {
+	if e == nil {
+		// The watch has delivered everything up to its creation:
+		// the next check compares with a revision read from now on.
+		r.catchingUp, r.target = false, 0
+		r.s.Trust() // current as of the watch's creation; checks keep it honest
+		if !r.everSynced && r.synced != nil {
+			r.synced()
+		}
+		r.everSynced = true
+		return
+	}
+	if e.Revision() <= r.applied {
+		// A replay: nats.go restarts an ordered consumer that missed
+		// heartbeats from the last sequence it delivered, or from the
+		// bucket's first one if it had delivered none. Revisions are
+		// delivered in order, so everything up to the last applied
+		// one is applied or replaced already; applying an old put
+		// again would bring back a token until its delete came round.
+		// (Counted per call: a bucket made anew starts again at 1.)
+		return
+	}
+	r.s.Apply(e.Key(), e.Operation(), e.Value(), e.Revision())
+	r.applied = e.Revision()
 }
 
 // stopWatch stops w and drains what it had queued: nats.go's callback may be

@@ -255,6 +255,10 @@ func Issue(t testing.TB, reg *auth.Registry, req auth.IssueRequest) auth.Issued 
 	return is
 }
 
+// postClient bounds a Post: a gateway that never answers fails the test
+// instead of hanging it until go test's own timeout.
+var postClient = &http.Client{Timeout: 30 * time.Second}
+
 // Post sends a webhook with a bearer token and returns status, body and headers.
 func Post(t testing.TB, url, token string, body []byte, hdr map[string]string) (int, []byte, http.Header) {
 	t.Helper()
@@ -273,7 +277,7 @@ func Post(t testing.TB, url, token string, body []byte, hdr map[string]string) (
 		}
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := postClient.Do(req)
 	if err != nil {
 		t.Fatalf("post %s: %v", url, err)
 	}
