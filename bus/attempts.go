@@ -73,22 +73,28 @@ type schedule struct {
 	lastSend time.Time     // the latest attempt went out
 	deadline time.Time     // the publish fails with ErrPublishTimeout
 	every    time.Duration // how long an attempt waits for an ack before a re-send
+	keyed    bool          // the message has a Nats-Msg-Id: the stream can drop a second copy
 }
 
-func newSchedule(start time.Time, timeout, every time.Duration) schedule {
-	return schedule{start: start, lastSend: start, deadline: start.Add(timeout), every: every}
+func newSchedule(start time.Time, timeout, every time.Duration, keyed bool) schedule {
+	return schedule{start: start, lastSend: start, deadline: start.Add(timeout), every: every, keyed: keyed}
 }
 
 // mayResend says whether a re-send at now would not add a second copy of the
-// message. JetStream drops a copy whose Nats-Msg-Id it stored within the
-// duplicate window, so a re-send goes out only while the first attempt is
-// less than half the window old, or when no attempt may have been stored at
-// all. The other half is the margin for every copy's way to the stream's
-// duplicate check: it assumes none takes longer than that (a broker stalled
-// for half the window could still store two). A window of 0 (not known)
-// does not bound re-sends.
+// message. When no attempt may have been stored, it may. Otherwise only a
+// keyed message may be re-sent: JetStream drops a copy whose Nats-Msg-Id it
+// stored within the duplicate window, so a re-send goes out only while the
+// first attempt is less than half the window old. The other half is the
+// margin for every copy's way to the stream's duplicate check: it assumes
+// none takes longer than that (a broker stalled for half the window could
+// still store two). A window of 0 (not known) does not bound re-sends. A
+// message without a Nats-Msg-Id has no duplicate check at all: a re-send
+// could always be stored twice.
 func (s schedule) mayResend(a attempts, now time.Time, window time.Duration) bool {
-	return !a.anyMayBeStored() || window <= 0 || now.Sub(s.start) < window/2
+	if !a.anyMayBeStored() {
+		return true
+	}
+	return s.keyed && (window <= 0 || now.Sub(s.start) < window/2)
 }
 
 // nextPass is how long, from now, a pass of Publish waits for an ack before

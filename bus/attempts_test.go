@@ -101,7 +101,7 @@ func TestAttemptsMayBeStored(t *testing.T) {
 // not known.
 func TestScheduleMayResend(t *testing.T) {
 	t0 := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-	s := newSchedule(t0, 2*time.Second, 667*time.Millisecond)
+	s := newSchedule(t0, 2*time.Second, 667*time.Millisecond, true)
 	unanswered := attempts{sent: sent(1)}
 	allRefused := attempts{sent: sent(1, 2), refused: refused(1, 2)}
 	for _, c := range []struct {
@@ -123,6 +123,32 @@ func TestScheduleMayResend(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			if got := s.mayResend(c.a, t0.Add(c.at), c.window); got != c.want {
 				t.Errorf("mayResend at +%s, window %s: %v, want %v", c.at, c.window, got, c.want)
+			}
+		})
+	}
+}
+
+// A message without a key has no duplicate check: once an attempt may have
+// been stored it is never sent again, however young; refused attempts were
+// not stored, so it may be sent again after them.
+func TestScheduleMayResendWithoutAKey(t *testing.T) {
+	t0 := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	s := newSchedule(t0, 2*time.Second, 667*time.Millisecond, false)
+	for _, c := range []struct {
+		name   string
+		a      attempts
+		window time.Duration
+		want   bool
+	}{
+		{"unanswered, young", attempts{sent: sent(1)}, time.Hour, false},
+		{"unanswered, window not known", attempts{sent: sent(1)}, 0, false},
+		{"refused", attempts{sent: sent(1), refused: refused(1)}, time.Hour, true},
+		{"one of two refused", attempts{sent: sent(1, 2), refused: refused(1)}, time.Hour, false},
+		{"nothing sent", attempts{}, time.Hour, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := s.mayResend(c.a, t0.Add(time.Millisecond), c.window); got != c.want {
+				t.Errorf("mayResend: %v, want %v", got, c.want)
 			}
 		})
 	}
@@ -152,7 +178,7 @@ func TestScheduleWaits(t *testing.T) {
 		{"past the deadline", 1334 * ms, 2100 * ms, -100 * ms, -100 * ms, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s := newSchedule(t0, 2*time.Second, 667*ms)
+			s := newSchedule(t0, 2*time.Second, 667*ms, true)
 			s.lastSend = t0.Add(c.lastSend)
 			now := t0.Add(c.at)
 			if got := s.nextPass(now); got != c.wantNextPass {

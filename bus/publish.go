@@ -127,11 +127,12 @@ func (p *Publisher) mayResend(s schedule, a attempts) bool {
 // Connected reports whether the connection is up.
 func (p *Publisher) Connected() bool { return p.nc.Status() == nats.CONNECTED }
 
-// Publish sends msg, which must carry a Nats-Msg-Id, and waits for its ack.
-// While NATS is disconnected it fails at once with ErrDisconnected. Without an
-// ack it re-sends the same message (the stream's duplicate window keeps one
-// copy) while that is safe (schedule.mayResend), and fails with
-// ErrPublishTimeout when the timeout passes. A failure promises nothing: the
+// Publish sends msg and waits for its ack. While NATS is disconnected it
+// fails at once with ErrDisconnected. Without an ack it re-sends the same
+// message while that is safe (schedule.mayResend): for a message with a
+// Nats-Msg-Id the stream's duplicate window keeps one copy; one without is
+// re-sent only after the stream refused every attempt (no responders). It
+// fails with ErrPublishTimeout when the timeout passes. A failure promises nothing: the
 // message may have been stored. Publish does not keep msg after it returns:
 // its caller may reuse it.
 //
@@ -139,7 +140,8 @@ func (p *Publisher) Connected() bool { return p.nc.Status() == nats.CONNECTED }
 // ack of any attempt, the timer or a reconnect. Attempts are numbered by
 // pass, so a pass that sends nothing leaves a gap.
 func (p *Publisher) Publish(ctx context.Context, msg *nats.Msg) (Ack, error) {
-	s := newSchedule(time.Now(), p.timeout, p.resend)
+	_, keyed := msg.Header[nats.MsgIdHdr]
+	s := newSchedule(time.Now(), p.timeout, p.resend, keyed)
 	w := p.waiters.Get().(*waiter)
 	id := p.nextID.Add(1)
 	p.mu.Lock()

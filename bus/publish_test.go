@@ -3,7 +3,9 @@ package bus_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -239,5 +241,51 @@ func TestPublishIgnoresAcksOfAttemptsThatCannotBe(t *testing.T) {
 	}
 	if ack.Seq != 9 {
 		t.Fatalf("ack %+v, want the real ack's seq 9", ack)
+	}
+}
+
+// A message without a key has no Nats-Msg-Id for the stream to drop a second
+// copy by: an attempt that may have been stored is never sent again, and the
+// publish times out instead; an attempt the stream refused was not stored,
+// so the message goes out again.
+func TestPublishWithoutAKeyIsNeverSentTwice(t *testing.T) {
+	nc, p := newPublisher(t, 1500*time.Millisecond) // re-sends after 500ms
+	p.SetDuplicateWindow(time.Hour)                 // re-sends of keyed messages would be safe
+	for _, c := range []struct {
+		name     string
+		answers  map[string]string
+		wantSent int
+		wantErr  error
+	}{
+		{"unanswered", map[string]string{}, 1, bus.ErrPublishTimeout},
+		{"refused, then stored", map[string]string{"1": "503", "2": `{"stream":"HOOKS","seq":3}`}, 2, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			subject := "t.keyless." + strings.ReplaceAll(c.name, " ", "_")
+			var sent atomic.Int32
+			counter, err := nc.Subscribe(subject, func(*nats.Msg) { sent.Add(1) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = counter.Unsubscribe() })
+			fakeStream(t, nc, subject, c.answers)
+			msg := nats.NewMsg(subject)
+			msg.Header.Set("Hook-Credential", "c1")
+			_, err = p.Publish(context.Background(), msg)
+			if !errors.Is(err, c.wantErr) {
+				t.Fatalf("Publish: %v, want %v", err, c.wantErr)
+			}
+			// The counter's own delivery may trail the publish's end; a
+			// re-send would have gone out long before it (after 500ms).
+			hgtest.WaitFor(t, 5*time.Second, func() error {
+				if n := sent.Load(); int(n) < c.wantSent {
+					return fmt.Errorf("sent %d times so far", n)
+				}
+				return nil
+			})
+			if n := sent.Load(); int(n) != c.wantSent {
+				t.Fatalf("sent %d times, want %d", n, c.wantSent)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"errors"
+	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
 
@@ -15,6 +16,7 @@ var (
 	errBodyNotObj   = errors.New("body must be a JSON object")
 	errBodyNotBatch = errors.New("body must be a JSON object or a non-empty array of objects")
 	errBodyTooDeep  = errors.New("body nests JSON deeper than 256 levels")
+	errBodyNotUTF8  = errors.New("body is not valid UTF-8 (JSON text is UTF-8)")
 )
 
 // maxDepth bounds nesting: a validator recursing once per level would
@@ -33,6 +35,11 @@ func ValidateBody(kind auth.Kind, body []byte) error {
 	}
 	if err := checkStructure(body[i:]); err != nil {
 		return err
+	}
+	// fastjson takes any bytes inside strings; a strict consumer of the
+	// stream (RFC 8259 says JSON is UTF-8) would fail on them.
+	if !utf8.Valid(body) {
+		return errBodyNotUTF8
 	}
 	if fastjson.ValidateBytes(body) != nil {
 		return errBodyNotJSON

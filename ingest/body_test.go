@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/hookgate/hookgate/auth"
 )
@@ -36,6 +37,11 @@ func TestValidateBody(t *testing.T) {
 		{"raw control char before an escape", "[{\"\":\"\x04\\b\"}]", false, false},
 		{"raw newline in a string", "{\"a\":\"x\ny\\n\"}", false, false},
 		{"brackets in strings do not count", `{"a":"` + strings.Repeat("[", 1000) + `"}`, true, true},
+		{"UTF-8 in a string", `{"a":"h\u00e9 hé 日本 🚀"}`, true, true},
+		{"invalid UTF-8 in a string", "{\"a\":\"\xff\xfe\"}", false, false},
+		{"unpaired surrogate in a string", "{\"a\":\"\xed\xa0\x80\"}", false, false},
+		{"truncated UTF-8 in a string", "[{\"a\":\"\xe6\x97\"}]", false, false},
+		{"overlong encoding in a key", "{\"\xc0\xaf\":1}", false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,7 +95,7 @@ func wantShape(kind auth.Kind, b []byte) bool {
 }
 
 func FuzzValidateBody(f *testing.F) {
-	for _, s := range []string{`{}`, `[{}]`, `[]`, `[{},1]`, `{"a":"\u00e9"}`, `[{"a":"\"]"}]`, `"x"`, ` `, `{"a":1e400}`, "{\"a\":\"\xff\"}", strings.Repeat("[", 400) + strings.Repeat("]", 400)} {
+	for _, s := range []string{`{}`, `[{}]`, `[]`, `[{},1]`, `{"a":"\u00e9"}`, `[{"a":"\"]"}]`, `"x"`, ` `, `{"a":1e400}`, "{\"a\":\"\xff\"}", "{\"a\":\"\xed\xa0\x80\"}", strings.Repeat("[", 400) + strings.Repeat("]", 400)} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -99,8 +105,12 @@ func FuzzValidateBody(f *testing.F) {
 			if got && !want {
 				t.Fatalf("%s: accepted %q which encoding/json refuses or is of the wrong shape", kind, b)
 			}
-			// fastjson refuses some inputs encoding/json takes (nesting
-			// deeper than 300, invalid UTF-8 in strings); refusing more is
+			// encoding/json takes invalid UTF-8 (it substitutes U+FFFD);
+			// the contract does not.
+			if got && !utf8.Valid(b) {
+				t.Fatalf("%s: accepted %q, which is not UTF-8", kind, b)
+			}
+			// Refusing more than encoding/json (nesting deeper than 256) is
 			// safe, accepting more is not.
 		}
 	})

@@ -87,6 +87,8 @@ func FuzzHandler(f *testing.F) {
 	f.Add([]byte("GET /v1/hits/web HTTP/1.1\r\nHost: h\r\n\r\n"))
 	f.Add([]byte("POST /v1/hits/web HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"))
 	f.Add([]byte("\x00\xff garbage\r\n\r\n"))
+	f.Add([]byte("POST /v1/hits/web HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}"))
+	f.Add(post("/v1/hits/web", "Bearer "+fuzzToken, "Expect: 100-continue\r\n", `{}`))
 
 	m := metrics.New("fuzz", metrics.Options{PerApp: true, PerAppMax: 10, CredentialSeen: true, CredentialMax: 10})
 	creds := memAuth{auth.HashToken([]byte(fuzzValid)): {ID: "c1", Org: "acme", Kind: auth.KindHits, Version: 1}}
@@ -127,6 +129,9 @@ func FuzzHandler(f *testing.F) {
 				if v, ok := strings.CutPrefix(line, "Content-Length: "); ok {
 					clen = atoi(strings.TrimSpace(v))
 				}
+			}
+			if code == "100" {
+				continue // Continue: the final reply follows
 			}
 			if clen < 0 {
 				t.Fatalf("reply without Content-Length: %q", out)

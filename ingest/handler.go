@@ -3,8 +3,6 @@ package ingest
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -116,9 +114,6 @@ type Handler struct {
 	perCred  *limit.Table[credKey]
 	perAddr  *limit.Table[netip.Addr]
 	inFlight atomic.Int64
-
-	idPrefix string
-	idSeq    atomic.Uint64
 }
 
 // New returns a handler for a Config that Validate accepts. m and log must
@@ -135,15 +130,12 @@ func New(cfg Config, a Authenticator, p Publisher, m *metrics.Metrics, log *slog
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
 	h := &Handler{
 		cfg: cfg, auth: a, pub: p, metrics: m, log: log,
 		logInfo:  logsample.New(1, 5),
 		failLogs: newFailLogs(),
 		perCred:  limit.New[credKey](cfg.RateLimit, cfg.RateBurst, cfg.LimiterKeys),
 		perAddr:  limit.New[netip.Addr](cfg.AuthFailureRate, cfg.AuthFailureBurst, cfg.LimiterKeys),
-		idPrefix: hex.EncodeToString(rnd[:]) + "-",
 	}
 	h.maxBody.Store(int64(cfg.MaxBody))
 	return h

@@ -16,15 +16,13 @@ import (
 // This file builds the stored message of an accepted webhook, publishes it
 // and writes the 202.
 
-// Headers of a stored message, as the contract names them.
+// Headers of a stored message, as the contract names them: the credential
+// always, the key's two only with a key. Organization, application and kind
+// are the subject's tokens, and the time received is the stream's own
+// timestamp of the message.
 const (
-	hdrMsgID          = "Nats-Msg-Id"
-	hdrOrg            = "Hook-Org"
-	hdrApp            = "Hook-App"
-	hdrKind           = "Hook-Kind"
 	hdrCredential     = "Hook-Credential"
-	hdrReceivedAt     = "Hook-Received-At"
-	hdrContentType    = "Content-Type"
+	hdrMsgID          = "Nats-Msg-Id"
 	hdrIdempotencyKey = "Hook-Idempotency-Key"
 )
 
@@ -39,22 +37,14 @@ func (h *Handler) publish(ctx *fasthttp.RequestCtx, req *request, cred *auth.Cre
 	subject := h.cfg.SubjectPrefix + "." + cred.Org + "." + string(req.app) + "." + kind
 	// app as a slice of subject: one string allocation for both.
 	app := subject[len(h.cfg.SubjectPrefix)+len(cred.Org)+2 : len(subject)-len(kind)-1]
-	msgID := h.msgID(cred.Org, app, req.kind, idemKey)
 
 	out := msgPool.Get().(*outMsg)
 	defer msgPool.Put(out)
-	out.set(hdrMsgID, msgID)
-	out.set(hdrOrg, cred.Org)
-	out.set(hdrApp, app)
-	out.set(hdrKind, kind)
-	out.set(hdrCredential, cred.ID)
-	out.set(hdrReceivedAt, now.UTC().Format(time.RFC3339Nano))
+	var msgID string
 	if idemKey != nil {
-		out.msg.Header[hdrIdempotencyKey] = out.idem
-		out.idem[0] = string(idemKey)
-	} else {
-		delete(out.msg.Header, hdrIdempotencyKey)
+		msgID = scopedMsgID(cred.Org, app, req.kind, idemKey)
 	}
+	out.setHeaders(cred.ID, idemKey, msgID)
 	out.msg.Subject = subject
 	// The body itself, not a copy: the publisher is done with the message
 	// when Publish returns, and the body lives until this handler returns.
@@ -77,10 +67,8 @@ func (h *Handler) publish(ctx *fasthttp.RequestCtx, req *request, cred *auth.Cre
 
 	ctx.SetStatusCode(fasthttp.StatusAccepted)
 	ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
-	var buf [256]byte
-	b := append(buf[:0], `{"id":"`...)
-	b = append(b, msgID...)
-	b = append(b, `","stream":`...)
+	var buf [128]byte
+	b := append(buf[:0], `{"stream":`...)
 	b = strconv.AppendQuote(b, ack.Stream)
 	b = append(b, `,"seq":`...)
 	b = strconv.AppendUint(b, ack.Seq, 10)
@@ -91,33 +79,32 @@ func (h *Handler) publish(ctx *fasthttp.RequestCtx, req *request, cred *auth.Cre
 	return fasthttp.StatusAccepted
 }
 
-// msgID is the message's Nats-Msg-Id: from the sender's Idempotency-Key when
-// it gave one, else unique to this gateway process.
-func (h *Handler) msgID(org, app string, kind auth.Kind, idemKey []byte) string {
-	if idemKey != nil {
-		return scopedMsgID(org, app, kind, idemKey)
-	}
-	var buf [64]byte
-	return string(strconv.AppendUint(append(buf[:0], h.idPrefix...), h.idSeq.Add(1), 10))
-}
-
 // outMsg is a reusable outgoing message: its header map and value slices are
 // made once, so a publish only sets strings.
 type outMsg struct {
-	msg  nats.Msg
-	idem []string
+	msg         nats.Msg
+	cred        []string
+	msgID, idem []string
 }
 
 var msgPool = sync.Pool{New: func() any {
-	h := nats.Header{}
-	for _, k := range []string{hdrMsgID, hdrOrg, hdrApp, hdrKind, hdrCredential, hdrReceivedAt} {
-		h[k] = make([]string, 1)
-	}
-	h[hdrContentType] = []string{"application/json"}
-	return &outMsg{msg: nats.Msg{Header: h}, idem: make([]string, 1)}
+	o := &outMsg{cred: make([]string, 1), msgID: make([]string, 1), idem: make([]string, 1)}
+	o.msg.Header = nats.Header{hdrCredential: o.cred}
+	return o
 }}
 
-func (o *outMsg) set(key, value string) { o.msg.Header[key][0] = value }
+// setHeaders sets the message's headers: the credential, and with a key the
+// key and its Nats-Msg-Id.
+func (o *outMsg) setHeaders(credID string, key []byte, msgID string) {
+	o.cred[0] = credID
+	if key == nil {
+		delete(o.msg.Header, hdrMsgID)
+		delete(o.msg.Header, hdrIdempotencyKey)
+		return
+	}
+	o.msgID[0], o.idem[0] = msgID, string(key)
+	o.msg.Header[hdrMsgID], o.msg.Header[hdrIdempotencyKey] = o.msgID, o.idem
+}
 
 // scopedMsgID turns a sender's Idempotency-Key into a Nats-Msg-Id of its
 // organization, application and kind, so two organizations never collide.

@@ -48,7 +48,7 @@ var (
 )
 
 func init() {
-	for _, err := range []error{errBodyEmpty, errBodyNotJSON, errBodyNotObj, errBodyNotBatch, errBodyTooDeep} {
+	for _, err := range []error{errBodyEmpty, errBodyNotJSON, errBodyNotObj, errBodyNotBatch, errBodyTooDeep, errBodyNotUTF8} {
 		bodyRefusals[err] = newRefusal(http.StatusBadRequest, "invalid_body", err.Error())
 	}
 }

@@ -74,9 +74,10 @@ func (c *ServerConfig) Validate() error {
 // itself; its ErrorHandler here turns those into the contract's JSON replies.
 func NewServer(cfg ServerConfig, h *Handler) *fasthttp.Server {
 	return &fasthttp.Server{
-		Handler:      h.Serve,
-		ErrorHandler: h.serveError,
-		Name:         "hookgate",
+		Handler:       h.Serve,
+		ErrorHandler:  h.serveError,
+		ExpectHandler: h.expect,
+		Name:          "hookgate",
 		// The listener caps connections per address and in all with the
 		// contract's JSON replies (LimitConns). Concurrency is only a
 		// backstop, with headroom: fasthttp frees a connection's slot in the

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -42,16 +43,28 @@ func (c *tailCmd) Run(e *env) error {
 		return fmt.Errorf("consume %s: %w", filter, err)
 	}
 	fmt.Fprintf(e.stderr, "Waiting for webhooks on %s (Ctrl-C to stop)\n", filter)
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		h := m.Headers()
-		fmt.Fprintf(e.stdout, "%s %s credential=%s %s\n", h.Get("Hook-Received-At"), m.Subject(), h.Get("Hook-Credential"), m.Data())
-	})
+	cc, err := cons.Consume(func(m jetstream.Msg) { fmt.Fprintln(e.stdout, tailLine(m, c.SubjectPrefix)) })
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", filter, err)
 	}
 	<-e.ctx.Done()
 	cc.Stop()
 	return nil
+}
+
+// tailLine is one stored webhook as tail prints it: the time the stream
+// stored it, organization, application and kind (the subject's tokens), the
+// credential, and the body.
+func tailLine(m jetstream.Msg, prefix string) string {
+	at := "?"
+	if md, err := m.Metadata(); err == nil {
+		at = md.Timestamp.UTC().Format(time.RFC3339Nano)
+	}
+	org, app, kind := "?", "?", "?"
+	if tokens := strings.Split(strings.TrimPrefix(m.Subject(), prefix+"."), "."); len(tokens) == 3 {
+		org, app, kind = tokens[0], tokens[1], tokens[2]
+	}
+	return fmt.Sprintf("%s org=%s app=%s kind=%s credential=%s %s", at, org, app, kind, m.Headers().Get("Hook-Credential"), m.Data())
 }
 
 func orAny(s string) string {
