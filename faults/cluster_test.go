@@ -275,12 +275,11 @@ func send(client *http.Client, gwURL, app, token, idemKey string, body []byte) (
 	switch r.code {
 	case http.StatusAccepted:
 		var ok struct {
-			ID        string `json:"id"`
 			Stream    string `json:"stream"`
 			Seq       uint64 `json:"seq"`
 			Duplicate bool   `json:"duplicate"`
 		}
-		if err := json.Unmarshal(r.raw, &ok); err != nil || ok.Stream != streamName || ok.Seq == 0 || ok.ID == "" {
+		if err := json.Unmarshal(r.raw, &ok); err != nil || ok.Stream != streamName || ok.Seq == 0 {
 			return r, fmt.Errorf("202 with a bad body %q (%v)", r.raw, err)
 		}
 		r.seq, r.duplicate = ok.Seq, ok.Duplicate

@@ -21,11 +21,18 @@ import (
 
 // NATS stops under load and comes back on the same port and store: only 202
 // and 503 are answered meanwhile, every 202 is stored once, and the gateway
-// accepts again once NATS is back.
+// accepts again once NATS is back. With keys, the gateway's re-sends are
+// dropped by the stream as duplicates; without, it never re-sends what may
+// have been stored, so nothing is stored twice by its own doing either.
 func TestBrokerOutageUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: NATS stops and restarts under load")
 	}
+	t.Run("with keys", func(t *testing.T) { brokerOutageUnderLoad(t, hgtest.StartLoad) })
+	t.Run("without keys", func(t *testing.T) { brokerOutageUnderLoad(t, hgtest.StartLoadWithoutKeys) })
+}
+
+func brokerOutageUnderLoad(t *testing.T, startLoad func(testing.TB, []string, string, int, int) *hgtest.Load) {
 	dir := t.TempDir()
 	port := hgtest.Port(t) // the restarted server listens where the gateway reconnects
 	opts := func() *server.Options {
@@ -42,7 +49,7 @@ func TestBrokerOutageUnderLoad(t *testing.T) {
 		t.Fatalf("warm-up: %d %s", code, body)
 	}
 
-	l := hgtest.StartLoad(t, []string{gw.URL}, is.Token, 6, 200000)
+	l := startLoad(t, []string{gw.URL}, is.Token, 6, 200000)
 	accepted := func(r hgtest.Reply) bool { return r.Code == 202 }
 	l.WaitCount(t, 30*time.Second, 200, "202s before the outage", accepted)
 	downAt := time.Now()

@@ -342,7 +342,7 @@ func TestTailPrintsAcceptedWebhooks(t *testing.T) {
 	}
 	hgtest.WaitFor(t, 5*time.Second, func() error {
 		line := stdout.String()
-		if !strings.Contains(line, "hooks.acme.shop.hits credential="+is.ID+` {"from":"cli test"}`) {
+		if !strings.Contains(line, " org=acme app=shop kind=hits credential="+is.ID+` {"from":"cli test"}`) {
 			return fmt.Errorf("tail printed %q", line)
 		}
 		return nil

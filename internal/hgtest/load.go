@@ -52,8 +52,9 @@ func SendHit(client *http.Client, baseURL, app, token, key string, body []byte) 
 	return r
 }
 
-// Load is senders posting hits webhooks to app "web", each with an
-// Idempotency-Key of its own ("s<sender>-<n>"), to its base URLs in turn.
+// Load is senders posting hits webhooks to app "web", each with an id of its
+// own ("s<sender>-<n>") in its body and, unless the load is key-less, as its
+// Idempotency-Key, to its base URLs in turn. A Reply's Key is that id.
 type Load struct {
 	stop    chan struct{}
 	once    sync.Once
@@ -65,6 +66,16 @@ type Load struct {
 // StartLoad starts senders that post with token until Stop or until max
 // requests were sent in all. The test's end stops them too.
 func StartLoad(t testing.TB, baseURLs []string, token string, senders, max int) *Load {
+	return startLoad(t, baseURLs, token, senders, max, true)
+}
+
+// StartLoadWithoutKeys is StartLoad with no Idempotency-Key: as monitoring
+// senders post.
+func StartLoadWithoutKeys(t testing.TB, baseURLs []string, token string, senders, max int) *Load {
+	return startLoad(t, baseURLs, token, senders, max, false)
+}
+
+func startLoad(t testing.TB, baseURLs []string, token string, senders, max int, keyed bool) *Load {
 	l := &Load{stop: make(chan struct{})}
 	var sent atomic.Int64
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: senders}}
@@ -81,8 +92,13 @@ func StartLoad(t testing.TB, baseURLs []string, token string, senders, max int) 
 				if sent.Add(1) > int64(max) {
 					return
 				}
-				key := fmt.Sprintf("s%d-%d", s, i)
-				r := SendHit(client, baseURLs[(s+i)%len(baseURLs)], "web", token, key, []byte(`{"n":"`+key+`"}`))
+				id := fmt.Sprintf("s%d-%d", s, i)
+				key := id
+				if !keyed {
+					key = ""
+				}
+				r := SendHit(client, baseURLs[(s+i)%len(baseURLs)], "web", token, key, []byte(`{"n":"`+id+`"}`))
+				r.Key = id
 				if r.Code == 0 {
 					time.Sleep(5 * time.Millisecond) // a refused connection returns at once: no busy loop
 				}
@@ -140,8 +156,8 @@ func Codes(replies []Reply) map[int]int {
 	return m
 }
 
-// CheckStoredOnce fails the test unless the key of every 202 is in stored
-// (StoredByKey) exactly once and no key is stored twice; it returns the
+// CheckStoredOnce fails the test unless the webhook of every 202 is in stored
+// (StoredByKey) exactly once and no webhook is stored twice; it returns the
 // number of 202s.
 func CheckStoredOnce(t testing.TB, replies []Reply, stored map[string][]uint64) (accepted int) {
 	t.Helper()

@@ -2,6 +2,7 @@ package hgtest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -10,10 +11,12 @@ import (
 )
 
 // StoredByKey reads the whole stream back with an ordered consumer and
-// returns, for each Hook-Idempotency-Key, the stream sequences it is stored
-// at: how tests prove that every 202 was stored once (CheckStoredOnce). It
-// waits up to 20s for the stream to answer (a cluster may still be electing
-// its leader) and fails the test if the whole read takes over a minute.
+// returns, for each webhook Load sent, the stream sequences it is stored at:
+// how tests prove that every 202 was stored once (CheckStoredOnce). A
+// webhook is known by its Hook-Idempotency-Key, or without one by the id
+// Load writes in its body ({"n":"<id>"}). It waits up to 20s for the stream
+// to answer (a cluster may still be electing its leader) and fails the test
+// if the whole read takes over a minute.
 func StoredByKey(t testing.TB, js jetstream.JetStream, stream string) map[string][]uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -56,10 +59,25 @@ func StoredByKey(t testing.TB, js jetstream.JetStream, stream string) map[string
 				t.Fatalf("stream %s: metadata: %v", stream, err)
 			}
 			seen = md.Sequence.Stream
-			if k := m.Headers().Get("Hook-Idempotency-Key"); k != "" {
+			k := m.Headers().Get("Hook-Idempotency-Key")
+			if k == "" {
+				k = loadID(m.Data())
+			}
+			if k != "" {
 				keys[k] = append(keys[k], seen)
 			}
 		}
 	}
 	return keys
+}
+
+// loadID is the id in a body Load sent, "" for any other body.
+func loadID(body []byte) string {
+	var b struct {
+		N string `json:"n"`
+	}
+	if json.Unmarshal(body, &b) != nil {
+		return ""
+	}
+	return b.N
 }
