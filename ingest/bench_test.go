@@ -94,7 +94,7 @@ func benchHandler(b *testing.B) (*fasthttp.Client, string) {
 	reg := hgtest.Registry(b, ns.ClientURL(), "")
 	is := hgtest.Issue(b, reg, auth.IssueRequest{Org: "acme", Kind: auth.KindHits, Name: "bench"})
 
-	m := metrics.New("bench", metrics.Options{})
+	m := metrics.New("bench", metrics.DefaultOptions()) // as serve runs: last-seen times on
 	store, err := auth.NewStore(reg.KV, m, auth.StoreConfig{})
 	if err != nil {
 		b.Fatal(err)

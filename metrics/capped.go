@@ -10,37 +10,45 @@ import (
 // sets. A sender choosing application names must not be able to grow
 // Prometheus without bound: past the cap, new label sets are dropped and
 // counted instead.
-type capped[T any] struct {
+//
+// Its key is the label values as an array, not a joined string: a lookup of
+// a child it has costs no allocation (a joined key escaped into sync.Map's
+// interface, and the variadic labels into the vector's function, two
+// allocations on every accepted webhook).
+type capped[K comparable, T any] struct {
 	vec     func(labels ...string) T
 	max     int
 	dropped prometheus.Counter
 
-	seen sync.Map // key -> T
-	mu   sync.Mutex
-	n    int
+	mu   sync.RWMutex
+	seen map[K]T
 }
 
-func newCapped[T any](max int, dropped prometheus.Counter, vec func(labels ...string) T) *capped[T] {
-	return &capped[T]{vec: vec, max: max, dropped: dropped}
+func newCapped[K comparable, T any](max int, dropped prometheus.Counter, vec func(labels ...string) T) *capped[K, T] {
+	return &capped[K, T]{vec: vec, max: max, dropped: dropped, seen: make(map[K]T)}
 }
 
-// get returns the child for key (made of labels), or ok=false when the cap
-// has been reached.
-func (c *capped[T]) get(key string, labels ...string) (child T, ok bool) {
-	if v, found := c.seen.Load(key); found {
-		return v.(T), true
-	}
+// get returns the child for key if it has one.
+func (c *capped[K, T]) get(key K) (child T, ok bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	child, ok = c.seen[key]
+	return child, ok
+}
+
+// add returns the child for key, made from labels if it is new, or ok=false
+// when the cap has been reached.
+func (c *capped[K, T]) add(key K, labels ...string) (child T, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if v, found := c.seen.Load(key); found {
-		return v.(T), true
+	if child, ok = c.seen[key]; ok {
+		return child, true
 	}
-	if c.n >= c.max {
+	if len(c.seen) >= c.max {
 		c.dropped.Inc()
 		return child, false
 	}
 	child = c.vec(labels...)
-	c.seen.Store(key, child)
-	c.n++
+	c.seen[key] = child
 	return child, true
 }

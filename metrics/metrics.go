@@ -99,8 +99,8 @@ type Metrics struct {
 	pubFailBy  map[string]prometheus.Counter
 	eventByOp  map[auth.EventOp]prometheus.Counter
 
-	perApp   *capped[prometheus.Counter] // nil: off
-	credSeen *capped[prometheus.Gauge]   // nil: off
+	perApp   *capped[[3]string, prometheus.Counter] // org, app, kind; nil: off
+	credSeen *capped[[2]string, prometheus.Gauge]   // org, credential; nil: off
 }
 
 // New registers the gateway's collectors, the Go and process collectors and
@@ -205,7 +205,7 @@ func (m *Metrics) resolveLabels() {
 }
 
 // newPerApp registers hookgate_app_webhooks_total with at most limit series.
-func newPerApp(reg *prometheus.Registry, limit int) *capped[prometheus.Counter] {
+func newPerApp(reg *prometheus.Registry, limit int) *capped[[3]string, prometheus.Counter] {
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hookgate_app_webhooks_total",
 		Help: "Webhooks stored, by organization, application and kind (at most --per-app-metrics-max series).",
@@ -215,12 +215,12 @@ func newPerApp(reg *prometheus.Registry, limit int) *capped[prometheus.Counter] 
 		Help: "Webhooks not counted per application because the series cap was reached.",
 	})
 	reg.MustRegister(vec, dropped)
-	return newCapped(limit, dropped, func(l ...string) prometheus.Counter { return vec.WithLabelValues(l...) })
+	return newCapped[[3]string](limit, dropped, func(l ...string) prometheus.Counter { return vec.WithLabelValues(l...) })
 }
 
 // newCredentialSeen registers hookgate_credential_last_seen_timestamp_seconds
 // with at most limit series.
-func newCredentialSeen(reg *prometheus.Registry, limit int) *capped[prometheus.Gauge] {
+func newCredentialSeen(reg *prometheus.Registry, limit int) *capped[[2]string, prometheus.Gauge] {
 	vec := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "hookgate_credential_last_seen_timestamp_seconds",
 		Help: "When each credential last had a webhook accepted (at most --credential-metrics-max series).",
@@ -230,7 +230,7 @@ func newCredentialSeen(reg *prometheus.Registry, limit int) *capped[prometheus.G
 		Help: "Accepted webhooks whose credential got no last-seen series because the cap was reached.",
 	})
 	reg.MustRegister(vec, dropped)
-	return newCapped(limit, dropped, func(l ...string) prometheus.Gauge { return vec.WithLabelValues(l...) })
+	return newCapped[[2]string](limit, dropped, func(l ...string) prometheus.Gauge { return vec.WithLabelValues(l...) })
 }
 
 // Request counts one reply of the webhook listener.
@@ -259,13 +259,23 @@ func (m *Metrics) Published(kind auth.Kind, duplicate bool, d time.Duration) {
 // id (auth.ValidRecordID: hookgate's own, or a platform's, unique within org).
 func (m *Metrics) Accepted(org, app string, kind auth.Kind, credential string, now time.Time) {
 	if m.perApp != nil {
-		if c, ok := m.perApp.get(org+"\x00"+app+"\x00"+string(kind), org, app, string(kind)); ok {
+		k := [3]string{org, app, string(kind)}
+		c, ok := m.perApp.get(k)
+		if !ok {
+			c, ok = m.perApp.add(k, org, app, string(kind))
+		}
+		if ok {
 			c.Inc()
 		}
 	}
 	if m.credSeen != nil {
 		// A platform's ids need only be unique within an organization.
-		if g, ok := m.credSeen.get(org+"\x00"+credential, org, credential); ok {
+		k := [2]string{org, credential}
+		g, ok := m.credSeen.get(k)
+		if !ok {
+			g, ok = m.credSeen.add(k, org, credential)
+		}
+		if ok {
 			g.Set(float64(now.UnixNano()) / 1e9)
 		}
 	}

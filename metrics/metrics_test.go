@@ -24,13 +24,13 @@ func TestPerAppSeriesStopAtCapAndDropsAreCounted(t *testing.T) {
 	if got := testutil.ToFloat64(m.perApp.dropped); got != 4 {
 		t.Fatalf("dropped = %v, want 4", got)
 	}
-	if v, _ := m.perApp.get("acme\x00app-1\x00hits", "acme", "app-1", "hits"); testutil.ToFloat64(v) != 2 {
+	if v, _ := m.perApp.get([3]string{"acme", "app-1", "hits"}); testutil.ToFloat64(v) != 2 {
 		t.Fatalf("app-1 counted %v, want 2", testutil.ToFloat64(v))
 	}
 	if n := testutil.CollectAndCount(m.Registry, "hookgate_credential_last_seen_timestamp_seconds"); n != 2 {
 		t.Fatalf("last-seen series = %d, want the cap 2", n)
 	}
-	if g, _ := m.credSeen.get("acme\x00cred-0", "acme", "cred-0"); testutil.ToFloat64(g) != 1.8e9 {
+	if g, _ := m.credSeen.get([2]string{"acme", "cred-0"}); testutil.ToFloat64(g) != 1.8e9 {
 		t.Fatalf("last seen %v", testutil.ToFloat64(g))
 	}
 }
@@ -58,5 +58,16 @@ func TestRequestCountsByRouteAndCode(t *testing.T) {
 		if got := testutil.ToFloat64(m.requests.WithLabelValues(c.route, c.code)); got != c.want {
 			t.Errorf("%s %s = %v, want %v", c.route, c.code, got, c.want)
 		}
+	}
+}
+
+// Counting an accepted webhook whose series exist costs no allocation: it is
+// on every request's path.
+func TestAcceptedAllocatesNothingOnceItsSeriesExist(t *testing.T) {
+	m := New("test", Options{PerApp: true, PerAppMax: 10, CredentialSeen: true, CredentialMax: 10})
+	now := time.Unix(1.8e9, 0)
+	m.Accepted("acme", "web", auth.KindHits, "cred-1", now)
+	if n := testing.AllocsPerRun(100, func() { m.Accepted("acme", "web", auth.KindHits, "cred-1", now) }); n != 0 {
+		t.Fatalf("Accepted allocates %v times per call", n)
 	}
 }

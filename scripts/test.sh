@@ -62,7 +62,7 @@ go test -race -count=1 -timeout 15m ./...
 echo "== allocation tests again, compiled as the release build is (its PGO profile)"
 # PGO changes inlining and so escape analysis: sha256.Sum256 allocated per
 # request in the PGO build only, while the plain test build showed 0 allocs.
-go test -count=1 -pgo=cmd/hookgate/hookgate.pgo -run 'Allocat' ./auth ./ingest
+go test -count=1 -pgo=cmd/hookgate/hookgate.pgo -run 'Allocat' ./auth ./ingest ./metrics
 
 echo "== fuzz (each target a few seconds)"
 # A count, not a duration: with a duration, go1.26's fuzz coordinator can
