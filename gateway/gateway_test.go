@@ -186,6 +186,7 @@ func TestErrorTableAndNothingStored(t *testing.T) {
 		{"empty basic password", "POST", "/v1/hits/web", "", `{}`, map[string]string{"Authorization": basic("u", "")}, 401, "missing_token", [2]string{}},
 		{"other scheme", "POST", "/v1/hits/web", "", `{}`, map[string]string{"Authorization": "Token " + hits.Token}, 401, "invalid_token", [2]string{"WWW-Authenticate", `Bearer realm="hookgate"`}},
 		{"typo token", "POST", "/v1/hits/web", typoAt(hits.Token, 10), `{}`, nil, 401, "invalid_token", [2]string{}},
+		{"token and a no-break space", "POST", "/v1/hits/web", "", `{}`, map[string]string{"Authorization": "Bearer " + hits.Token + "\u00a0"}, 401, "invalid_token", [2]string{}},
 		{"unknown token", "POST", "/v1/hits/web", unknown, `{}`, nil, 401, "invalid_token", [2]string{}},
 		{"short token", "POST", "/v1/hits/web", "short", `{}`, nil, 401, "invalid_token", [2]string{}},
 		{"invalid app", "POST", "/v1/hits/Web", hits.Token, `{}`, nil, 400, "invalid_app", [2]string{}},
@@ -200,6 +201,8 @@ func TestErrorTableAndNothingStored(t *testing.T) {
 		{"key with space", "POST", "/v1/hits/web", hits.Token, `{}`, map[string]string{"Idempotency-Key": "a b"}, 400, "invalid_idempotency_key", [2]string{}},
 		{"empty body", "POST", "/v1/hits/web", hits.Token, ``, nil, 400, "invalid_body", [2]string{}},
 		{"not json", "POST", "/v1/hits/web", hits.Token, `{"a":`, nil, 400, "invalid_body", [2]string{}},
+		{"not UTF-8", "POST", "/v1/hits/web", hits.Token, "{\"a\":\"\xff\xfe\"}", nil, 400, "invalid_body", [2]string{}},
+		{"unpaired surrogate", "POST", "/v1/hits/web", hits.Token, "{\"a\":\"\xed\xa0\x80\"}", nil, 400, "invalid_body", [2]string{}},
 		{"empty batch", "POST", "/v1/hits/web", hits.Token, `[]`, nil, 400, "invalid_body", [2]string{}},
 		{"batch of deploys", "POST", "/v1/deploys/web", deploy.Token, `[{}]`, nil, 400, "invalid_body", [2]string{}},
 		{"scalar", "POST", "/v1/hits/web", hits.Token, `42`, nil, 400, "invalid_body", [2]string{}},
@@ -257,6 +260,31 @@ func TestErrorTableAndNothingStored(t *testing.T) {
 	})
 	if after := e.streamMsgs(); after != before {
 		t.Fatalf("refused requests stored %d messages", after-before)
+	}
+}
+
+// Two Authorization headers, even both valid: which one a proxy in front
+// checked is anyone's guess, so the gateway takes neither.
+func TestTwoAuthorizationHeadersAreRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	hits := e.issue("acme", auth.KindHits, "")
+	other := e.issue("acme", auth.KindHits, "")
+	for _, pair := range [][2]string{{hits.Token, hits.Token}, {hits.Token, other.Token}, {hits.Token, "nonsense"}} {
+		req, _ := http.NewRequest("POST", e.gw.URL+"/v1/hits/web", strings.NewReader(`{}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header["Authorization"] = []string{"Bearer " + pair[0], "Bearer " + pair[1]}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 401 || !strings.Contains(string(raw), `"invalid_token"`) {
+			t.Fatalf("two Authorization headers: %d %s, want 401 invalid_token", resp.StatusCode, raw)
+		}
+	}
+	if n := e.streamMsgs(); n != 0 {
+		t.Fatalf("stored %d messages", n)
 	}
 }
 

@@ -46,7 +46,7 @@ func (h *Handler) expectRefusal(ctx *fasthttp.RequestCtx, req *request) (*refusa
 		return refusalPayloadTooLarge, ""
 	}
 	var scratch [512]byte
-	if _, present := bearerOrBasic(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), scratch[:]); present {
+	if _, present := bearerOrBasic(readHeaders(&ctx.Request.Header).auth, scratch[:]); present {
 		return nil, ""
 	}
 	// A missing token is a 401 like any other: it spends the client's

@@ -218,7 +218,8 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, req *request, now time.Time) i
 	if int64(len(ctx.Request.Body())) > h.maxBody.Load() {
 		return h.refuse(ctx, req, refusalPayloadTooLarge, "", 0)
 	}
-	cred, status := h.authenticate(ctx, req, now)
+	hdrs := readHeaders(&ctx.Request.Header)
+	cred, status := h.authenticate(ctx, req, hdrs, now)
 	if cred == nil {
 		return status
 	}
@@ -238,7 +239,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, req *request, now time.Time) i
 	if !jsonMediaType(ctx.Request.Header.ContentType()) {
 		return h.refuse(ctx, req, refusalMediaType, "", 0)
 	}
-	idemKey, ok := idempotencyKey(&ctx.Request.Header)
+	idemKey, ok := idempotencyKey(hdrs)
 	if !ok {
 		return h.refuse(ctx, req, refusalIdempotencyKey, "", 0)
 	}
@@ -257,11 +258,15 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, req *request, now time.Time) i
 
 // authenticate returns the credential of the request's token, or nil and the
 // status of the refusal it wrote.
-func (h *Handler) authenticate(ctx *fasthttp.RequestCtx, req *request, now time.Time) (*auth.Credential, int) {
+func (h *Handler) authenticate(ctx *fasthttp.RequestCtx, req *request, hdrs requestHeaders, now time.Time) (*auth.Credential, int) {
 	var scratch [512]byte // a decoded Basic user:password
-	token, present := bearerOrBasic(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), scratch[:])
+	token, present := bearerOrBasic(hdrs.auth, scratch[:])
 	b := h.refusedTokenBudget(remoteAddr(ctx), now)
 	switch {
+	case hdrs.authN > 1:
+		// Two Authorization headers: which one a proxy in front checked
+		// is anyone's guess, so neither counts.
+		return nil, h.refuseToken(ctx, req, b, refusalInvalidToken, metrics.AuthMalformed)
 	case !present:
 		return nil, h.refuseToken(ctx, req, b, refusalMissingToken, metrics.AuthMissing)
 	case token == nil || auth.CheckToken(token) != nil:

@@ -13,36 +13,63 @@ import (
 // address.
 
 var (
-	bearer    = []byte("bearer ")
-	basic     = []byte("basic ")
+	bearer    = []byte("bearer")
+	basic     = []byte("basic")
 	mediaJSON = []byte("application/json")
 
+	headerAuthorization  = []byte("authorization")
 	headerIdempotencyKey = []byte("idempotency-key")
 )
+
+// requestHeaders are the headers that present a request's credential and
+// key, found in one pass; a header given twice is counted, not guessed at (a
+// proxy in front may have read the other one).
+type requestHeaders struct {
+	auth  []byte // the last Authorization
+	authN int
+	idem  []byte // the last Idempotency-Key
+	idemN int
+}
+
+func readHeaders(hdr *fasthttp.RequestHeader) (h requestHeaders) {
+	for k, v := range hdr.All() {
+		switch {
+		case equalFold(k, headerAuthorization):
+			h.auth, h.authN = v, h.authN+1
+		case equalFold(k, headerIdempotencyKey):
+			h.idem, h.idemN = v, h.idemN+1
+		}
+	}
+	return h
+}
 
 // bearerOrBasic extracts the token of an Authorization header. present is
 // false when there is no token at all (no header, or an empty one); token is
 // nil for a header that cannot hold one (another scheme, bad Basic encoding).
-// A decoded Basic user:password lives in scratch when it fits.
+// Only ASCII spaces and tabs separate the scheme from the token or may
+// surround them: a Unicode space is part of the token (and so makes it
+// malformed). A decoded Basic user:password lives in scratch when it fits.
 func bearerOrBasic(header, scratch []byte) (token []byte, present bool) {
-	header = bytes.TrimSpace(header)
+	header = trimBlank(header)
 	if len(header) == 0 {
 		return nil, false
 	}
+	scheme, rest := header, []byte(nil)
+	if i := bytes.IndexAny(header, " \t"); i >= 0 {
+		scheme, rest = header[:i], trimBlank(header[i:])
+	}
 	switch {
-	case hasPrefixFold(header, bearer) || equalFold(header, bearer[:len(bearer)-1]):
-		tok := bytes.TrimSpace(header[min(len(bearer), len(header)):])
-		return tok, len(tok) > 0
-	case hasPrefixFold(header, basic) || equalFold(header, basic[:len(basic)-1]):
-		enc := bytes.TrimSpace(header[min(len(basic), len(header)):])
-		if len(enc) == 0 {
+	case equalFold(scheme, bearer):
+		return rest, len(rest) > 0
+	case equalFold(scheme, basic):
+		if len(rest) == 0 {
 			return nil, false
 		}
-		if n := base64.StdEncoding.DecodedLen(len(enc)); n > len(scratch) {
+		if n := base64.StdEncoding.DecodedLen(len(rest)); n > len(scratch) {
 			// A long user name: the header size limit bounds this.
 			scratch = make([]byte, n)
 		}
-		n, err := base64.StdEncoding.Decode(scratch, enc)
+		n, err := base64.StdEncoding.Decode(scratch, rest)
 		if err != nil {
 			return nil, true
 		}
@@ -57,8 +84,15 @@ func bearerOrBasic(header, scratch []byte) (token []byte, present bool) {
 	return nil, true
 }
 
-func hasPrefixFold(s, prefix []byte) bool {
-	return len(s) >= len(prefix) && equalFold(s[:len(prefix)], prefix)
+// trimBlank trims ASCII spaces and tabs, and nothing else.
+func trimBlank(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
 }
 
 // equalFold compares s with a lowercase ASCII word, ignoring ASCII case only:
@@ -86,23 +120,17 @@ func jsonMediaType(ct []byte) bool {
 	if i := bytes.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
 	}
-	return equalFold(bytes.TrimSpace(ct), mediaJSON)
+	return equalFold(trimBlank(ct), mediaJSON)
 }
 
 // idempotencyKey returns the request's Idempotency-Key (nil when absent); ok
 // is false when it is empty, too long, not visible ASCII, or given twice.
-func idempotencyKey(hdr *fasthttp.RequestHeader) (key []byte, ok bool) {
-	n := 0
-	for k, v := range hdr.All() {
-		if equalFold(k, headerIdempotencyKey) {
-			n++
-			key = v
-		}
-	}
+func idempotencyKey(h requestHeaders) (key []byte, ok bool) {
+	key = h.idem
 	switch {
-	case n == 0:
+	case h.idemN == 0:
 		return nil, true
-	case n > 1 || len(key) == 0 || len(key) > 200:
+	case h.idemN > 1 || len(key) == 0 || len(key) > 200:
 		return nil, false
 	}
 	for _, c := range key {
