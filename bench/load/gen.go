@@ -25,6 +25,7 @@ type target struct {
 	addr  string // host:port
 	path  string
 	token string
+	keyed bool // a fresh Idempotency-Key with every request (keys.go)
 }
 
 func (t target) url() string { return "http://" + t.addr + t.path }
@@ -74,11 +75,24 @@ wrk.body = [==[%s]==]
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer %s"
 
+%s
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("HG_RESULT requests=%%.0f duration_us=%%.0f status=%%.0f connect=%%.0f read=%%.0f write=%%.0f timeout=%%.0f p50=%%.0f p99=%%.0f p999=%%.0f max=%%.0f\n",
     summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
     latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max))
+end
+`
+
+// wrkKeyScript is the request function of a keyed row: a fresh key per
+// request, from a prefix the benchmark draws for each wrk run and a counter
+// (one Lua state: wrk runs with -t1). wrk then formats every request instead
+// of sending one prebuilt request, which costs it more CPU per request.
+const wrkKeyScript = `local key_n = 0
+request = function()
+  key_n = key_n + 1
+  wrk.headers["Idempotency-Key"] = string.format("%s-%%016d", key_n)
+  return wrk.format()
 end
 `
 
@@ -89,7 +103,7 @@ var (
 
 func (g wrkGen) run(t target, body []byte, conns int, d time.Duration) (loadResult, error) {
 	script := filepath.Join(g.dir, "post.lua")
-	if err := os.WriteFile(script, fmt.Appendf(nil, wrkScript, body, t.token), 0o600); err != nil {
+	if err := os.WriteFile(script, wrkLua(t, body), 0o600); err != nil {
 		return loadResult{}, err
 	}
 	secs := max(1, int(math.Round(d.Seconds())))
@@ -144,6 +158,15 @@ func (g wrkGen) run(t target, body []byte, conns int, d time.Duration) (loadResu
 	return r, nil
 }
 
+// wrkLua is the script of a wrk run against t.
+func wrkLua(t target, body []byte) []byte {
+	keyed := ""
+	if t.keyed {
+		keyed = fmt.Sprintf(wrkKeyScript, randomHex(keyPrefixLen/2))
+	}
+	return fmt.Appendf(nil, wrkScript, body, t.token, keyed)
+}
+
 func parseWrkDuration(v, unit string) time.Duration {
 	f, _ := strconv.ParseFloat(v, 64)
 	switch unit {
@@ -191,7 +214,8 @@ func newRequest(t target, body []byte) *fasthttp.Request {
 }
 
 // run is a closed loop: conns workers, each sending its next request as soon
-// as the last one is answered, until d has passed.
+// as the last one is answered, until d has passed. For a keyed target each
+// request carries a fresh key.
 func (goGen) run(t target, body []byte, conns int, d time.Duration) (loadResult, error) {
 	hc := newHostClient(t.addr, conns)
 	cpu := newCPUMeter(0)
@@ -208,11 +232,19 @@ func (goGen) run(t target, body []byte, conns int, d time.Duration) (loadResult,
 			defer fasthttp.ReleaseRequest(req)
 			resp := fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseResponse(resp)
+			var key []byte
+			if t.keyed {
+				key = newKey(keyPrefix)
+			}
 			l := make([]time.Duration, 0, 1<<14)
 			for {
 				t0 := time.Now()
 				if !t0.Before(deadline) {
 					break
+				}
+				if key != nil {
+					stampKey(key[keyLen-keyDigits:], keySeq.Add(1))
+					req.Header.SetBytesV(keyHeader, key)
 				}
 				err := hc.Do(req, resp)
 				if err != nil {

@@ -4,12 +4,14 @@
 //   - http ceiling: a fasthttp server answering 202 with no broker work;
 //   - broker ceiling: raw JetStream PublishAsync (256 in flight) of the same
 //     payload to a file stream, no HTTP;
-//   - broker ceiling with hookgate's message: the same with the headers the
-//     contract requires on every stored message (a unique Nats-Msg-Id each);
+//   - broker ceiling with hookgate's message: the same with the one header
+//     hookgate stores with a key-less webhook, Hook-Credential;
 //   - hand-written peer: net/http, a token map and a synchronous js.Publish
 //     per request (bench/peer);
 //   - hookgate: `hookgate serve` against the same broker, POST /v1/hits/{app}
-//     with a bearer token, closed loop, then at half its own peak rate.
+//     with a bearer token, closed loop, then at half its own peak rate;
+//   - hookgate with a fresh Idempotency-Key on every request, the same two
+//     ways.
 //
 // The broker (bench/natsd), hookgate and the reference servers each run as a
 // child process, so CPU time and memory come per process from /proc. The load
@@ -18,6 +20,7 @@
 //	go run ./bench/load                       # 3 runs x 10s per measurement
 //	go run ./bench/load -duration 5s -out /tmp/load.md  # the tables; BENCHMARKS.md keeps the current page
 //	go run ./bench/load -idle 10000           # RSS with 10,000 idle connections
+//	go run ./bench/load -rss 60s              # the broker's RSS over a minute at half peak
 //	go run ./bench/load -cpuprofile cpu.out   # in-process gateway under load, profiled
 //
 // See bench/README.md.
@@ -42,6 +45,7 @@ type options struct {
 	gatewayMode   string
 	half          bool
 	idle          int
+	rss           time.Duration
 	idleSources   int
 	cpuprofile    string
 	memprofile    string
@@ -55,6 +59,7 @@ type options struct {
 	role, listen, natsURL, token, stream, prefix string
 	genTarget, genPath, genSlowLog               string
 	genRate                                      float64
+	genKeyed                                     bool
 }
 
 func main() {
@@ -67,6 +72,7 @@ func main() {
 	flag.StringVar(&o.gatewayMode, "gateway", "proc", "proc: hookgate serve --nats-url and natsd as child processes; embedded: hookgate serve with its embedded NATS as a child; inproc: gateway.Start with embedded NATS in this process")
 	flag.BoolVar(&o.half, "half", true, "also measure hookgate at half its peak rate (Go generator, fixed rate)")
 	flag.IntVar(&o.idle, "idle", 0, "instead: open this many idle keep-alive connections to hookgate and report its RSS")
+	flag.DurationVar(&o.rss, "rss", 0, "instead: drive hookgate at half its peak for this long, key-less then with fresh keys, and report the broker's RSS at 10s and at the end")
 	flag.IntVar(&o.idleSources, "idle-sources", 4, "with -idle: source addresses 127.0.0.1.. to spread the connections over")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "instead: run the gateway in-process under load and write a CPU profile here")
 	flag.StringVar(&o.memprofile, "memprofile", "", "with -cpuprofile: allocation profile file (default <cpuprofile>.allocs)")
@@ -85,6 +91,7 @@ func main() {
 	flag.StringVar(&o.genPath, "path", hitsPath, "internal: rate-gen request path")
 	flag.Float64Var(&o.genRate, "rate", 0, "internal: rate-gen requests per second")
 	flag.StringVar(&o.genSlowLog, "slow-log", "", "internal: rate-gen writes each request over 5ms here")
+	flag.BoolVar(&o.genKeyed, "keyed", false, "internal: rate-gen sends a fresh Idempotency-Key with each request")
 	flag.Parse()
 
 	var err error
@@ -92,7 +99,7 @@ func main() {
 	case o.role == "http-ceiling":
 		err = roleHTTPCeiling(o.listen)
 	case o.role == "rate-gen":
-		err = runRateGenChild(o.genTarget, o.genPath, o.token, o.genRate, o.conns, o.duration, o.genSlowLog)
+		err = runRateGenChild(o.genTarget, o.genPath, o.token, o.genRate, o.conns, o.duration, o.genSlowLog, o.genKeyed)
 	case o.role == "peer":
 		err = rolePeer(o.listen, o.natsURL, o.token, o.stream, o.prefix)
 	case o.role != "":
@@ -129,6 +136,9 @@ func runMain(o options) error {
 	default:
 		return fmt.Errorf("-gateway %q: want proc, embedded or inproc", o.gatewayMode)
 	}
+	if o.rss != 0 && (o.rss <= rssFirst || o.rss > time.Hour || o.gatewayMode == "inproc") {
+		return fmt.Errorf("-rss %s: want more than %s, at most 1h, with -gateway proc or embedded", o.rss, rssFirst)
+	}
 	e := &env{o: o, body: payload(300)}
 	var err error
 	if e.gen, err = pickGenerator(o.gen); err != nil {
@@ -159,6 +169,8 @@ func runMain(o options) error {
 	switch {
 	case o.idle > 0:
 		return runIdle(e)
+	case o.rss > 0:
+		return runRSS(e)
 	case o.cpuprofile != "":
 		return runProfile(e)
 	}

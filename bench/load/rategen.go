@@ -51,17 +51,20 @@ type rateGenResult struct {
 	Elapsed  int64   `json:"elapsed_ns"`
 }
 
-// runRateGenChild is the child side: drive addr at rate for d and print the result.
-func runRateGenChild(addr, path, token string, rate float64, conns int, d time.Duration, slowLog string) error {
+// runRateGenChild is the child side: drive addr at rate for d and print the
+// result; keyed sends a fresh Idempotency-Key with each request.
+func runRateGenChild(addr, path, token string, rate float64, conns int, d time.Duration, slowLog string, keyed bool) error {
 	if rate <= 0 || conns < 1 || d <= 0 {
 		return fmt.Errorf("rate-gen: want -rate > 0, -conns >= 1, -duration > 0")
 	}
 	// One goroutine runs the whole loop on one thread, like wrk -t1.
 	runtime.GOMAXPROCS(1)
 	runtime.LockOSThread()
-	body := payload(300)
-	req := fmt.Appendf(nil, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s",
-		path, addr, token, len(body), body)
+	prefix := ""
+	if keyed {
+		prefix = keyPrefix
+	}
+	req := newRateRequest(path, addr, token, payload(300), prefix)
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil || !ap.Addr().Is4() || !ap.Addr().IsLoopback() {
 		return fmt.Errorf("rate-gen: -target %q: want a 127.0.0.0/8 host:port", addr)
@@ -87,12 +90,44 @@ func runRateGenChild(addr, path, token string, rate float64, conns int, d time.D
 	return nil
 }
 
+// rateRequest is rate-gen's prebuilt request. A keyed one carries an
+// Idempotency-Key of keyLen bytes whose counter digits sit at keyAt: stamp
+// writes request n's key in place, so a fresh key per request costs no
+// allocation. The loop stamps a request just before each write of it.
+type rateRequest struct {
+	b     []byte
+	keyAt int // offset of the key's counter digits in b; 0: no key
+}
+
+// newRateRequest builds a POST of body to path with a bearer token, and with
+// an Idempotency-Key of prefix when prefix is not empty.
+func newRateRequest(path, host, token string, body []byte, prefix string) rateRequest {
+	r := rateRequest{b: fmt.Appendf(nil, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAuthorization: Bearer %s\r\n",
+		path, host, token)}
+	if prefix != "" {
+		r.b = append(r.b, keyHeader+": "...)
+		r.b = append(r.b, newKey(prefix)...)
+		r.keyAt = len(r.b) - keyDigits
+		r.b = append(r.b, "\r\n"...)
+	}
+	r.b = fmt.Appendf(r.b, "Content-Length: %d\r\n\r\n%s", len(body), body)
+	return r
+}
+
+// stamp gives the request key number n; a request without a key is left as it is.
+func (r rateRequest) stamp(n uint64) {
+	if r.keyAt > 0 {
+		stampKey(r.b[r.keyAt:r.keyAt+keyDigits], n)
+	}
+}
+
 // rateConn is one keep-alive connection of the loop, with at most one
 // request in flight.
 type rateConn struct {
 	fd        int
 	buf       []byte
 	due, sent time.Duration // of the request in flight, since the loop's start
+	key       uint64        // of the request in flight: its key's number, for a resend
 	busy      bool
 	resent    bool // the request in flight was sent again (see resend)
 }
@@ -105,6 +140,7 @@ type rateLoop struct {
 	timer int
 	conns []*rateConn
 	idle  []*rateConn
+	keys  uint64 // numbers handed to keyed requests so far, over every run
 
 	start time.Time          // of the last run
 	slow  [][2]time.Duration // of the last run: due time and latency of each request over slowAfter
@@ -186,7 +222,7 @@ func (l *rateLoop) close() {
 
 // run sends request i at start + i/rate on any idle connection, for d, and
 // waits up to 5s more for the replies in flight.
-func (l *rateLoop) run(req []byte, rate float64, d time.Duration) rateGenResult {
+func (l *rateLoop) run(req rateRequest, rate float64, d time.Duration) rateGenResult {
 	interval := float64(time.Second) / rate
 	total := int64(rate * d.Seconds())
 	due := func(i int64) time.Duration { return time.Duration(float64(i) * interval) }
@@ -266,10 +302,12 @@ func (l *rateLoop) run(req []byte, rate float64, d time.Duration) rateGenResult 
 		for next < total && len(l.idle) > 0 && due(next) < now+rateTick {
 			c := l.idle[len(l.idle)-1]
 			l.idle = l.idle[:len(l.idle)-1]
-			c.due, c.sent, c.busy, c.resent = due(next), now, true, false
+			l.keys++
+			c.due, c.sent, c.key, c.busy, c.resent = due(next), now, l.keys, true, false
 			next++
 			inflight++
-			if err := writeAll(c.fd, req); err != nil && !l.resend(c, req) {
+			req.stamp(c.key)
+			if err := writeAll(c.fd, req.b); err != nil && !l.resend(c, req) {
 				r.Errors++
 				inflight--
 				l.reconnect(c)
@@ -296,9 +334,10 @@ func (l *rateLoop) run(req []byte, rate float64, d time.Duration) rateGenResult 
 // the request goes out, and never reads it. HTTP clients send such a
 // request again; counting it as an error would charge the server for the
 // client's timing. It keeps the request's due and send times, so its
-// latency counts the wait. It reports whether the request is in flight
-// again; on false the caller counts it as an error.
-func (l *rateLoop) resend(c *rateConn, req []byte) bool {
+// latency counts the wait, and its key: were it stored after all, the gateway
+// answers the resend as a duplicate. It reports whether the request is in
+// flight again; on false the caller counts it as an error.
+func (l *rateLoop) resend(c *rateConn, req rateRequest) bool {
 	if c.resent || len(c.buf) > 0 {
 		return false
 	}
@@ -307,7 +346,8 @@ func (l *rateLoop) resend(c *rateConn, req []byte) bool {
 	// Whatever happens, the request is c's again.
 	l.idle = slices.DeleteFunc(l.idle, func(x *rateConn) bool { return x == c })
 	c.due, c.sent, c.busy, c.resent = due, sent, true, true
-	return c.fd >= 0 && writeAll(c.fd, req) == nil
+	req.stamp(c.key)
+	return c.fd >= 0 && writeAll(c.fd, req.b) == nil
 }
 
 // reconnect replaces c's socket and puts c on the idle list once: an idle
@@ -416,6 +456,9 @@ func (g rateGen) run(t target, conns int, d time.Duration, rate float64) (loadRe
 	args := []string{"-role", "rate-gen", "-target", t.addr, "-path", t.path, "-token", t.token,
 		"-rate", strconv.FormatFloat(rate, 'f', 1, 64), "-conns", strconv.Itoa(conns), "-duration", d.String(),
 		"-slow-log", slowLog.Name()}
+	if t.keyed {
+		args = append(args, "-keyed")
+	}
 	c, line, err := startChild("rate-gen", g.self, args, d+30*time.Second, func(l string) (string, bool) { return cutPrefix(l, "result ") })
 	if err != nil {
 		return loadResult{}, err

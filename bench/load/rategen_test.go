@@ -35,8 +35,7 @@ func TestRateLoopSendsEveryScheduledRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.close()
-	req := []byte("POST /v1/hits/app1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok\r\nContent-Length: 300\r\n\r\n" + string(payload(300)))
-	r := l.run(req, 2000, 250*time.Millisecond)
+	r := l.run(newRateRequest("/v1/hits/app1", "x", "tok", payload(300), ""), 2000, 250*time.Millisecond)
 	if r.Requests != 500 || r.OK2xx != 500 || r.Errors != 0 || r.Missed != 0 {
 		t.Fatalf("want 500 requests, 500 2xx, no errors: %+v", r)
 	}
@@ -61,7 +60,7 @@ func TestReadReplyCountsNon2xx(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.close()
-	r := l.run([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"), 1000, 100*time.Millisecond)
+	r := l.run(rateRequest{b: []byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")}, 1000, 100*time.Millisecond)
 	if r.Requests != 100 || r.OK2xx != 0 || r.Errors != 100 {
 		t.Fatalf("want 100 replies, all counted as errors: %+v", r)
 	}
@@ -91,7 +90,7 @@ func TestRateLoopSurvivesIdleTimeouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.close()
-	r := l.run([]byte(idleReq), 100, 600*time.Millisecond)
+	r := l.run(rateRequest{b: []byte(idleReq)}, 100, 600*time.Millisecond)
 	if r.Requests != 60 || r.OK2xx != 60 || r.Errors != 0 || r.Missed != 0 {
 		t.Fatalf("want 60 answered requests, no errors: %+v", r)
 	}
@@ -173,7 +172,7 @@ func TestRateLoopResendsOnceAfterAKeepAliveClose(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer l.close()
-			r := l.run([]byte(idleReq), 100, 100*time.Millisecond)
+			r := l.run(rateRequest{b: []byte(idleReq)}, 100, 100*time.Millisecond)
 			if r.OK2xx != tt.wantOK || r.Errors != tt.wantErrors || r.Missed != 0 || r.Requests != tt.wantOK {
 				t.Fatalf("want %d answered and %d errors: %+v", tt.wantOK, tt.wantErrors, r)
 			}

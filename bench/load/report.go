@@ -132,12 +132,23 @@ func report(e *env, rows []row, took time.Duration) string {
 	for _, r := range rows {
 		b.WriteString(tableRow(r))
 	}
-	b.WriteString(`
+	b.WriteString(notes)
+	b.WriteString(medians(rows))
+	b.WriteString(ratios(e, rows))
+	return b.String()
+}
+
+const notes = `
 - rate: completed responses (broker ceilings: stored messages) per second.
-- broker ceiling, hookgate's message: the same payload with the headers the contract requires on every stored
-  message (Nats-Msg-Id unique per message, Hook-Org, Hook-App, Hook-Kind, Hook-Credential, Hook-Received-At,
-  Content-Type), as hookgate publishes it; not one of the issue's references, shown to tell the broker's
-  cost of the contract's message from the gateway's own work.
+- broker ceiling, hookgate's message: the same payload with the one header hookgate stores with a webhook that
+  has no Idempotency-Key, Hook-Credential, as hookgate publishes it; not one of the issue's references, shown to
+  tell the broker's cost of the stored message from the gateway's own work. The combined limit uses the
+  bare-body broker ceiling.
+- hookgate, fresh key: every request carries an Idempotency-Key never sent before, so hookgate also stores
+  Nats-Msg-Id (derived from the key) and Hook-Idempotency-Key, and the broker indexes each id for the stream's
+  duplicate window (2 minutes, hookgate's default); measured after the key-less rows, on the same gateway.
+- gateway CPU/req vs http ceiling CPU/req (ratios): hookgate's server CPU s/10k over the http ceiling's, per run;
+  with -gateway embedded the serve process holds the broker too, so its CPU includes the broker's.
 - server CPU: the process serving HTTP (ceiling server, peer, hookgate); for the broker ceilings it is the publishing client.
 - broker CPU: the nats-server child; "-" where there is no broker or it shares the gateway's process.
 - CPU is user+system seconds from /proc/<pid>/stat (10 ms ticks), per 10,000 completed requests.
@@ -145,12 +156,14 @@ func report(e *env, rows []row, took time.Duration) string {
 - stored: messages the stream gained; it may exceed 2xx by the requests cut off when the generator stopped.
 - other procs CPU s: CPU seconds that processes outside the benchmark used during the measurement
   (/proc/stat busy time minus the benchmark's own processes); well above 0 means the figures are skewed.
-`)
+`
 
-	// Medians per measurement.
+// medians is the table of each measurement's medians over the runs.
+func medians(rows []row) string {
+	var b strings.Builder
 	b.WriteString("\n### Medians over the runs\n\n")
 	b.WriteString("| measurement | rate | p50 | p99 | p99.9 | server CPU s/10k | broker CPU s/10k | server RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, name := range []string{rowHTTP, rowBroker, rowBrokerM, rowPeer, rowHG, rowHGHalf} {
+	for _, name := range []string{rowHTTP, rowBroker, rowBrokerM, rowPeer, rowHG, rowHGHalf, rowHGKey, rowHGKeyH} {
 		var rate, p50, p99, p999, cpu, brk, rss []float64
 		unit := ""
 		for _, r := range rows {
@@ -179,11 +192,19 @@ func report(e *env, rows []row, took time.Duration) string {
 			fmtDur(time.Duration(median(p50))), fmtDur(time.Duration(median(p99))), fmtDur(time.Duration(median(p999))),
 			median(cpu), brkS, fmtMiB(int64(median(rss))))
 	}
+	return b.String()
+}
 
-	// Ratios per run.
+// ratios is hookgate's ratios per run against its references, with their
+// medians, the targets for the mode that was run, and the keyed rows'
+// ratios to the key-less ones.
+func ratios(e *env, rows []row) string {
+	var b strings.Builder
 	b.WriteString("\n### hookgate's ratios\n\n")
-	b.WriteString("| run | hookgate req/s | vs net/http peer | combined limit 1/(1/http+1/broker) | vs combined limit | p99 at half peak (target rate) | combined limit with hookgate's message | vs it |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	var vsPeer, vsComb, vsCombMsg, halfP99 []float64
+	b.WriteString("| run | hookgate req/s | vs net/http peer | combined limit 1/(1/http+1/broker) | vs combined limit | p99 at half peak (target rate) | gateway CPU/req vs http ceiling CPU/req | combined limit with hookgate's message | vs it |\n" +
+		"|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	var m ratioMedians
+	var vsPeer, vsComb, vsCombMsg, halfP99, cpuRatio, keyPeak, keyHalfP99 []float64
 	for run := 1; run <= e.o.runs; run++ {
 		get := func(name string) (row, bool) {
 			for _, r := range rows {
@@ -192,6 +213,14 @@ func report(e *env, rows []row, took time.Duration) string {
 				}
 			}
 			return row{}, false
+		}
+		if r, ok := get(rowHGKey); ok {
+			if hg, ok := get(rowHG); ok && hg.res.rate() > 0 {
+				keyPeak = append(keyPeak, r.res.rate()/hg.res.rate())
+			}
+		}
+		if r, ok := get(rowHGKeyH); ok {
+			keyHalfP99 = append(keyHalfP99, float64(r.res.p99))
 		}
 		hg, ok1 := get(rowHG)
 		pr, ok2 := get(rowPeer)
@@ -208,24 +237,118 @@ func report(e *env, rows []row, took time.Duration) string {
 			half = fmt.Sprintf("%s (%.0f/s)", fmtDur(h.res.p99), h.rateGoal)
 			halfP99 = append(halfP99, float64(h.res.p99))
 		}
+		cr := "-"
+		if c := hc.per10k(hc.srvCPU); c > 0 {
+			v := hg.per10k(hg.srvCPU) / c
+			cr = fmt.Sprintf("%.2f×", v)
+			cpuRatio = append(cpuRatio, v)
+		}
 		combMsg, vcm := "-", "-"
 		if bm, ok := get(rowBrokerM); ok {
 			c := 1 / (1/hc.res.rate() + 1/bm.res.rate())
 			combMsg, vcm = fmt.Sprintf("%.0f /s", c), fmt.Sprintf("%.2f×", hg.res.rate()/c)
 			vsCombMsg = append(vsCombMsg, hg.res.rate()/c)
 		}
-		fmt.Fprintf(&b, "| %d | %.0f | %.2f× | %.0f /s | %.2f× | %s | %s | %s |\n", run, hg.res.rate(), vp, comb, vc, half, combMsg, vcm)
+		fmt.Fprintf(&b, "| %d | %.0f | %.2f× | %.0f /s | %.2f× | %s | %s | %s | %s |\n", run, hg.res.rate(), vp, comb, vc, half, cr, combMsg, vcm)
 	}
+	m.vsPeer, m.vsComb, m.halfP99, m.cpuRatio = medianOf(vsPeer), medianOf(vsComb), medianOf(halfP99), medianOf(cpuRatio)
 	if len(vsPeer) > 0 {
-		half := "-"
-		if len(halfP99) > 0 {
-			half = fmtDur(time.Duration(median(halfP99)))
+		fmt.Fprintf(&b, "| median | | %s | | %s | %s | %s | | %s |\n",
+			fmtRatio(m.vsPeer), fmtRatio(m.vsComb), fmtDur(time.Duration(m.halfP99.v)), fmtRatio(m.cpuRatio), fmtRatio(medianOf(vsCombMsg)))
+		b.WriteString("\n")
+		gs := goals(e.o.gatewayMode)
+		for _, g := range gs {
+			b.WriteString(g.line(m))
 		}
-		vcm := "-"
-		if len(vsCombMsg) > 0 {
-			vcm = fmt.Sprintf("%.2f×", median(vsCombMsg))
+		if len(gs) == 0 {
+			fmt.Fprintf(&b, "- no targets for -gateway %s: they are set for embedded and proc\n", e.o.gatewayMode)
 		}
-		fmt.Fprintf(&b, "| median | | %.2f× | | %.2f× | %s | | %s |\n", median(vsPeer), median(vsComb), half, vcm)
+	}
+	if len(keyPeak) > 0 {
+		fmt.Fprintf(&b, "\nWith a fresh Idempotency-Key per request (no target): peak %s of the key-less peak (median %s)",
+			joinEach(keyPeak, func(v float64) string { return fmt.Sprintf("%.2f×", v) }), fmtRatio(medianOf(keyPeak)))
+		if len(keyHalfP99) > 0 {
+			fmt.Fprintf(&b, "; p99 at half its own peak %s (median %s; key-less %s)",
+				joinEach(keyHalfP99, func(v float64) string { return fmtDur(time.Duration(v)) }),
+				fmtDur(time.Duration(median(keyHalfP99))), fmtDur(time.Duration(m.halfP99.v)))
+		}
+		b.WriteString(".\n")
 	}
 	return b.String()
+}
+
+// joinEach formats each of v, comma-separated.
+func joinEach(v []float64, f func(float64) string) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = f(x)
+	}
+	return strings.Join(s, ", ")
+}
+
+// measured is a median, or nothing when no run measured it.
+type measured struct {
+	v  float64
+	ok bool
+}
+
+func medianOf(v []float64) measured { return measured{median(v), len(v) > 0} }
+
+func fmtRatio(m measured) string {
+	if !m.ok {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f×", m.v)
+}
+
+// ratioMedians are the medians over the runs that the targets judge.
+type ratioMedians struct {
+	vsPeer, vsComb, halfP99, cpuRatio measured
+}
+
+// goal is one of the targets hookgate's figures are held to, judged on the
+// medians over the runs.
+type goal struct {
+	what string
+	get  func(ratioMedians) measured
+	met  func(float64) bool
+	dur  bool // the figure is a duration; else a ratio
+}
+
+func (g goal) line(m ratioMedians) string {
+	v := g.get(m)
+	if !v.ok {
+		return fmt.Sprintf("- target: %s: not measured\n", g.what)
+	}
+	shown := fmtRatio(v)
+	if g.dur {
+		shown = fmtDur(time.Duration(v.v))
+	}
+	return fmt.Sprintf("- target: %s: %s (%s)\n", g.what, shown, metOrNot(g.met(v.v)))
+}
+
+// goals are the targets of each -gateway mode; inproc, a profiling aid, has none.
+func goals(mode string) []goal {
+	var (
+		vsPeer   = func(m ratioMedians) measured { return m.vsPeer }
+		vsComb   = func(m ratioMedians) measured { return m.vsComb }
+		cpuRatio = func(m ratioMedians) measured { return m.cpuRatio }
+		p99Half  = goal{"p99 at half peak (key-less) under 5 ms", func(m ratioMedians) measured { return m.halfP99 },
+			func(v float64) bool { return time.Duration(v) < slowAfter }, true}
+	)
+	switch mode {
+	case "embedded":
+		return []goal{
+			{"hookgate at least 2× the net/http peer", vsPeer, func(v float64) bool { return v >= 2 }, false},
+			{"hookgate at least 0.85 of the combined limit", vsComb, func(v float64) bool { return v >= 0.85 }, false},
+			p99Half,
+		}
+	case "proc":
+		return []goal{
+			{"hookgate at least 0.75 of the combined limit", vsComb, func(v float64) bool { return v >= 0.75 }, false},
+			{"gateway CPU per request at most 2× the http ceiling's", cpuRatio, func(v float64) bool { return v <= 2 }, false},
+			p99Half,
+		}
+	}
+	return nil
 }

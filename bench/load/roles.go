@@ -29,7 +29,7 @@ func roleHTTPCeiling(listen string) error {
 	if err != nil {
 		return err
 	}
-	reply := []byte(`{"id":"x","stream":"HOOKS","seq":1,"duplicate":false}`)
+	reply := []byte(`{"stream":"HOOKS","seq":1,"duplicate":false}`) // hookgate's 202 body
 	srv := &fasthttp.Server{
 		Handler: func(ctx *fasthttp.RequestCtx) {
 			if len(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)) == 0 {

@@ -21,6 +21,8 @@ const (
 	rowPeer    = "net/http peer"
 	rowHG      = "hookgate"
 	rowHGHalf  = "hookgate @ half peak"
+	rowHGKey   = "hookgate, fresh key"
+	rowHGKeyH  = "hookgate, fresh key @ half peak"
 	peerStream = "PEER"
 )
 
@@ -85,7 +87,7 @@ func runOnce(e *env, run int) (rows []row, err error) {
 	add := func(r row) {
 		r.run = run
 		rows = append(rows, r)
-		fmt.Fprintf(os.Stderr, "  %-22s %10.0f %s  p50 %-9s p99 %-9s p99.9 %-9s errors %d\n",
+		fmt.Fprintf(os.Stderr, "  %-34s %10.0f %s  p50 %-9s p99 %-9s p99.9 %-9s errors %d\n",
 			r.name, r.res.rate(), r.unit, fmtDur(r.res.p50), fmtDur(r.res.p99), fmtDur(r.res.p999), r.res.errors)
 	}
 
@@ -98,7 +100,7 @@ func runOnce(e *env, run int) (rows []row, err error) {
 	add(r)
 
 	// b. broker ceiling, then with the message the contract makes of a
-	// webhook (its headers and a Nats-Msg-Id each).
+	// webhook without an Idempotency-Key (Hook-Credential, no Nats-Msg-Id).
 	quiet(rowBroker)
 	if r, err = measureBroker(b, e.body, d, false); err != nil {
 		return rows, err
@@ -117,7 +119,9 @@ func runOnce(e *env, run int) (rows []row, err error) {
 	}
 	add(r)
 
-	// d. hookgate, then at half its peak rate.
+	// d. hookgate, then at half its peak rate; then both with a fresh
+	// Idempotency-Key per request, after the key-less rows so that these
+	// meet no duplicate index the keyed ones filled.
 	var g *hookgate
 	var brk *broker
 	switch e.o.gatewayMode {
@@ -153,11 +157,23 @@ func runOnce(e *env, run int) (rows []row, err error) {
 	add(r)
 	if e.o.half {
 		quiet(rowHGHalf)
-		r2, err := measureHookgate(e, g, brk, t, d, conns, r.res.rate()/2)
-		if err != nil {
+		if r, err = measureHookgate(e, g, brk, t, d, conns, r.res.rate()/2); err != nil {
 			return rows, err
 		}
-		add(r2)
+		add(r)
+	}
+	t.keyed = true
+	quiet(rowHGKey)
+	if r, err = measureHookgate(e, g, brk, t, d, conns, 0); err != nil {
+		return rows, err
+	}
+	add(r)
+	if e.o.half {
+		quiet(rowHGKeyH)
+		if r, err = measureHookgate(e, g, brk, t, d, conns, r.res.rate()/2); err != nil {
+			return rows, err
+		}
+		add(r)
 	}
 	return rows, nil
 }
@@ -186,7 +202,8 @@ func measureHTTPCeiling(e *env, d time.Duration, conns int) (row, error) {
 
 // measureBroker publishes the payload with PublishAsync, 256 in flight, to a
 // file stream for d, then waits for every ack. With contractHeaders each
-// message also carries the headers hookgate must set (contractMsgs).
+// message also carries the header hookgate stores with a key-less webhook
+// (contractMsgs).
 func measureBroker(b *broker, body []byte, d time.Duration, contractHeaders bool) (row, error) {
 	const stream, subject = "BENCH", "bench.org.app.hits"
 	if err := b.ensureStream(stream, "bench"); err != nil {
@@ -237,7 +254,7 @@ func measureBroker(b *broker, body []byte, d time.Duration, contractHeaders bool
 	res := loadResult{requests: stored, ok2xx: stored, elapsed: elapsed, errors: pubErrs + asyncErrs.Load(), genCPU: -1}
 	name, gen := rowBroker, "PublishAsync/256"
 	if contractHeaders {
-		name, gen = rowBrokerM, "PublishMsgAsync/256, contract headers"
+		name, gen = rowBrokerM, "PublishMsgAsync/256, Hook-Credential"
 	}
 	r := row{name: name, gen: gen, unit: "msg/s", res: res, srvCPU: self.delta(), brkCPU: brk.delta(), stored: stored, counted: sent}
 	r.foreign = mach.foreign(r.brkCPU)
@@ -283,7 +300,8 @@ func measurePeer(e *env, b *broker, d time.Duration, conns int) (row, error) {
 	return r, nil
 }
 
-// measureHookgate drives hookgate closed loop (rate 0) or at a fixed rate.
+// measureHookgate drives hookgate closed loop (rate 0) or at a fixed rate,
+// with a fresh key per request when t is keyed.
 func measureHookgate(e *env, g *hookgate, b *broker, t target, d time.Duration, conns int, rate float64) (row, error) {
 	before := b.streamMsgs(hooksStream)
 	accepted := g.metricValue("hookgate_http_requests_total", `code="202"`)
@@ -300,11 +318,12 @@ func measureHookgate(e *env, g *hookgate, b *broker, t target, d time.Duration, 
 	var (
 		res  loadResult
 		err  error
-		name = rowHG
+		name = map[bool]string{false: rowHG, true: rowHGKey}[t.keyed]
 		gen  = e.gen.name()
 	)
 	if rate > 0 {
-		name, gen = rowHGHalf, fmt.Sprintf("rate-gen @ %.0f/s", rate)
+		name = map[bool]string{false: rowHGHalf, true: rowHGKeyH}[t.keyed]
+		gen = fmt.Sprintf("rate-gen @ %.0f/s", rate)
 		from := time.Now()
 		res, err = rateGen{self: e.self}.run(t, conns, d, rate)
 		procs := map[string]*child{}
