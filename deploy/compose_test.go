@@ -324,3 +324,21 @@ func scrapeTargets(t *testing.T, config, job string) []string {
 	t.Fatalf("%s: scrape jobs %v, want one named %s (the rules and the dashboard select job=%q)", config, jobs, job, job)
 	return nil
 }
+
+// Each gateway's healthcheck runs the image's own binary (it has no shell):
+// `hookgate healthcheck` at the path the Dockerfile's ENTRYPOINT names.
+func TestComposeGatewaysHealthcheck(t *testing.T) {
+	c := loadCompose(t)
+	dockerfile := string(readFile(t, "deploy/Dockerfile"))
+	for _, name := range c.gateways {
+		hc, _ := c.services[name]["healthcheck"].(map[string]any)
+		test, _ := hc["test"].([]any)
+		if len(test) != 3 || test[0] != "CMD" || test[2] != "healthcheck" {
+			t.Errorf("%s: healthcheck test %v, want [CMD <binary> healthcheck]", name, hc["test"])
+			continue
+		}
+		if !strings.Contains(dockerfile, `ENTRYPOINT ["`+test[1].(string)+`"]`) {
+			t.Errorf("%s: healthcheck runs %v, which is not the image's ENTRYPOINT", name, test[1])
+		}
+	}
+}

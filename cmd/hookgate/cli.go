@@ -29,10 +29,11 @@ const (
 // cli is the whole command line. Every flag can also be set as
 // HOOKGATE_<FLAG_IN_UPPER_SNAKE>; a flag given wins.
 type cli struct {
-	Serve   serveCmd   `cmd:"" help:"Run the gateway."`
-	Token   tokenCmd   `cmd:"" help:"Issue, rotate, rename, revoke and list credentials."`
-	Tail    tailCmd    `cmd:"" help:"Print accepted webhooks from the stream as they arrive." set:"stream_help=JetStream stream of accepted webhooks."`
-	Version versionCmd `cmd:"" help:"Print version, commit and Go version."`
+	Serve       serveCmd       `cmd:"" help:"Run the gateway."`
+	Token       tokenCmd       `cmd:"" help:"Issue, rotate, rename, revoke and list credentials."`
+	Tail        tailCmd        `cmd:"" help:"Print accepted webhooks from the stream as they arrive." set:"stream_help=JetStream stream of accepted webhooks."`
+	Version     versionCmd     `cmd:"" help:"Print version, commit and Go version."`
+	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 when the gateway on this host is ready (or, with --live, alive); for container healthchecks."`
 }
 
 // env is what every command gets besides its flags.
