@@ -22,6 +22,7 @@ func exportedSeries(t *testing.T) map[string]bool {
 	m := metrics.New("test", metrics.Options{PerApp: true, PerAppMax: metrics.DefaultPerAppMax, CredentialSeen: true, CredentialMax: metrics.DefaultCredentialMax})
 	// The optional views' families appear once they hold a series.
 	m.Accepted("acme", "web", auth.KindHits, "cred-1", time.Unix(1, 0))
+	m.WatchReadiness(func() error { return nil }) // as gateway.Start does
 	rec := httptest.NewRecorder()
 	m.Handler(func() error { return nil }).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	if rec.Code != http.StatusOK {

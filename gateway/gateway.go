@@ -60,6 +60,7 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 		return nil, &ConfigError{err}
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, Metrics: metrics.New(cfg.Version, cfg.Metrics), done: make(chan struct{}), fatal: make(chan error, 1)}
+	g.Metrics.WatchReadiness(g.Ready)
 	if err := g.start(ctx); err != nil {
 		if g.ln != nil && cfg.Listener == nil {
 			g.ln.Close() // ours: the metrics listener, opened last, failed

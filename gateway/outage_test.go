@@ -100,9 +100,15 @@ func TestWebhookWhileDisconnectedCountsAsDisconnected(t *testing.T) {
 	if code, body, _ := hgtest.Post(t, gw.URL+"/v1/hits/web", is.Token, []byte(`{}`), nil); code != 202 {
 		t.Fatalf("before the outage: %d %s", code, body)
 	}
+	if v := hgtest.MetricValue(t, gw.MetricsURL, "hookgate_ready"); v != 1 {
+		t.Fatalf("hookgate_ready %v while ready", v)
+	}
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	gw.WaitNotReady(t, 5*time.Second, "NATS went down")
+	if v := hgtest.MetricValue(t, gw.MetricsURL, "hookgate_ready"); v != 0 {
+		t.Fatalf("hookgate_ready %v while /readyz says 503", v)
+	}
 	series := `hookgate_publish_failures_total{reason="disconnected"}`
 	before := hgtest.MetricValue(t, gw.MetricsURL, series)
 	start := time.Now()

@@ -284,6 +284,20 @@ func (m *Metrics) Accepted(org, app string, kind auth.Kind, credential string, n
 // PublishFailure counts one publish answered 503; reason is a Publish* constant.
 func (m *Metrics) PublishFailure(reason string) { m.pubFailBy[reason].Inc() }
 
+// WatchReadiness exports hookgate_ready: 1 while ready (what /readyz
+// answers 200 to) returns nil, read at each scrape. It may be called once.
+func (m *Metrics) WatchReadiness(ready ReadyFunc) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "hookgate_ready",
+		Help: "1 while /readyz would answer 200: NATS connected, stream and bucket there, credential watch synced.",
+	}, func() float64 {
+		if ready() != nil {
+			return 0
+		}
+		return 1
+	}))
+}
+
 // SetNATSConnected sets hookgate_nats_connected.
 func (m *Metrics) SetNATSConnected(up bool) {
 	if up {
