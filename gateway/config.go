@@ -27,6 +27,7 @@ const (
 	DefaultDedupWindow     = 2 * time.Minute
 	DefaultPublishTimeout  = 5 * time.Second
 	DefaultShutdownTimeout = 30 * time.Second
+	DefaultShutdownDelay   = 0 // none: a load balancer in front should have its own grace
 )
 
 // Config is everything serve needs. As on the command line, a zero setting
@@ -51,6 +52,12 @@ type Config struct {
 	Ingest          ingest.Config // its SubjectPrefix is the stream's too
 	Server          ingest.ServerConfig
 	ShutdownTimeout time.Duration
+	// ShutdownDelay is how long, once shutdown begins, the gateway goes on
+	// accepting and serving while /readyz says 503 (0: no delay), so that
+	// a load balancer stops routing to it before its listener closes.
+	// Hurry, when it closes, ends the delay early (a second signal).
+	ShutdownDelay time.Duration
+	Hurry         <-chan struct{}
 	Cache           auth.StoreConfig
 	Metrics         metrics.Options
 
@@ -126,6 +133,9 @@ func (c *Config) Validate() error {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s %v: must be positive", d.name, d.v))
 		}
+	}
+	if c.ShutdownDelay < 0 {
+		errs = append(errs, fmt.Errorf("--shutdown-delay %v: cannot be negative", c.ShutdownDelay))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))

@@ -49,6 +49,7 @@ type Gateway struct {
 	err     error
 	fatal   chan error  // a part that cannot go on
 	closing atomic.Bool // shutdown has begun: closes are ours
+	leaving atomic.Bool // the shutdown delay has begun: not ready, connections close after their reply
 }
 
 // Start brings the gateway up and returns once both listeners listen. NATS
@@ -224,6 +225,7 @@ func (g *Gateway) run(ctx, runCtx context.Context) {
 
 	select {
 	case <-ctx.Done():
+		g.err = g.delayShutdown(errc)
 		g.log.Info("shutting down", "timeout", g.cfg.ShutdownTimeout.String())
 	case g.err = <-errc:
 		g.log.Error("stopping", "err", g.err)
@@ -246,6 +248,35 @@ func (g *Gateway) run(ctx, runCtx context.Context) {
 	wg.Wait()
 	g.closeAll()
 	g.log.Info("hookgate stopped")
+}
+
+// delayShutdown is --shutdown-delay: /readyz turns 503 at once, so that load
+// balancers and Kubernetes Services stop routing here, while the listener
+// goes on accepting and serving (with Connection: close, so that kept-alive
+// senders reconnect elsewhere) until the delay passes or Hurry closes. It
+// returns a part's failure that ends it early.
+func (g *Gateway) delayShutdown(errc <-chan error) error {
+	d := g.cfg.ShutdownDelay
+	if d <= 0 {
+		return nil
+	}
+	g.leaving.Store(true)
+	g.handler.CloseConnections()
+	g.log.Info("not ready; serving until the shutdown delay ends", "delay", d.String())
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-g.cfg.Hurry:
+		g.log.Info("shutdown delay cut short by a second signal")
+	case err := <-errc:
+		g.log.Error("stopping", "err", err)
+		return err
+	case err := <-g.fatal:
+		g.log.Error("stopping", "err", err)
+		return err
+	}
+	return nil
 }
 
 // shutdownReserve is the part of --shutdown-timeout kept, after the drain,
@@ -272,6 +303,8 @@ func (g *Gateway) closeAll() {
 // Ready is /readyz: NATS connected, stream and bucket there, watch synced.
 func (g *Gateway) Ready() error {
 	switch {
+	case g.leaving.Load():
+		return errors.New("shutting down")
 	case !g.nc.IsConnected():
 		return errors.New("NATS is not connected")
 	case !g.setup.Load():

@@ -1,7 +1,9 @@
 package gateway_test
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -152,4 +154,80 @@ func TestShutdownUnderLoad(t *testing.T) {
 	}
 	t.Logf("shutdown: %d requests, %d 202, %d refused connections, lost 0; drained in %s",
 		len(replies), accepted, codes[0], took.Round(time.Millisecond))
+}
+
+// With --shutdown-delay the gateway leaves the way a load balancer needs:
+// /readyz says 503 at once, while new connections (each reply now closes
+// its own, so every next request opens one) are accepted and served until
+// the delay ends. Nothing sent before then is refused, and every 202 is
+// stored once.
+func TestShutdownDelayRefusesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: serves through a shutdown delay under load")
+	}
+	srv := hgtest.RunNATS(t)
+	const delay, shutdownTimeout = 2 * time.Second, 10 * time.Second
+	gw := hgtest.StartGateway(t, srv.ClientURL(), func(c *gateway.Config) {
+		c.ShutdownDelay, c.ShutdownTimeout = delay, shutdownTimeout
+	})
+	reg := hgtest.Registry(t, srv.ClientURL(), "")
+	is := hgtest.Issue(t, reg, auth.IssueRequest{Org: "acme", Kind: auth.KindHits, Name: "leaving"})
+	l := hgtest.StartLoad(t, []string{gw.URL}, is.Token, 8, 200000)
+	l.WaitCount(t, 30*time.Second, 200, "202s before the signal", func(r hgtest.Reply) bool { return r.Code == 202 })
+
+	start := time.Now()
+	stopped := make(chan struct{})
+	go func() { gw.Stop(); close(stopped) }() // what SIGTERM does
+	hgtest.WaitFor(t, time.Second, func() error {
+		if hgtest.Ready(gw.MetricsURL) == nil {
+			return errors.New("/readyz still says ready")
+		}
+		return nil
+	})
+	if d := time.Since(start); d > delay/2 {
+		t.Errorf("/readyz turned 503 only after %s", d)
+	}
+	// Raw, since Go's client hides the Connection header it obeys.
+	reply := rawPost(t, gw.Addr().String(), is.Token, `{"during":"delay"}`)
+	if !strings.HasPrefix(reply, "HTTP/1.1 202") || !strings.Contains(reply, "\r\nConnection: close\r\n") {
+		t.Errorf("during the delay: %q; want 202 with Connection: close", reply)
+	}
+	l.WaitCount(t, delay, 100, "202s on new connections during the delay", func(r hgtest.Reply) bool {
+		return r.Code == 202 && r.At.After(start)
+	})
+	<-stopped
+	took := time.Since(start)
+	if took < delay || took > delay+shutdownTimeout {
+		t.Errorf("stopped %s after the signal; want between the delay %s and delay + timeout", took, delay)
+	}
+	replies := l.Stop()
+	// A request sent as the delay ends may meet the closed listener; one
+	// sent well before must not.
+	servedUntil := start.Add(delay - 250*time.Millisecond)
+	refused := 0
+	for _, r := range replies {
+		if r.Code != 202 && r.At.Before(servedUntil) {
+			refused++
+			t.Errorf("sent %s after the signal, before the delay ended: %d (%v)", r.At.Sub(start).Round(time.Millisecond), r.Code, r.Err)
+		}
+	}
+	_, js := hgtest.Connect(t, srv.ClientURL())
+	accepted := hgtest.CheckStoredOnce(t, replies, hgtest.StoredByKey(t, js, "HOOKS"))
+	t.Logf("shutdown delay %s: %d requests, %d 202, %d refused before the delay ended, lost 0; stopped after %s",
+		delay, len(replies), accepted, refused, took.Round(time.Millisecond))
+}
+
+// rawPost sends one hits webhook on a new connection and returns the reply
+// as read until the server closes it (or 5s pass).
+func rawPost(t *testing.T, addr, token, body string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "POST /v1/hits/web HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", token, len(body), body)
+	out, _ := io.ReadAll(c)
+	return string(out)
 }

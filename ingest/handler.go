@@ -111,6 +111,7 @@ type Handler struct {
 	failLogs map[failKind]*logsample.Sampler
 
 	maxBody  atomic.Int64 // may shrink to fit the broker's limits
+	closing  atomic.Bool  // replies carry Connection: close (CloseConnections)
 	perCred  *limit.Table[credKey]
 	perAddr  *limit.Table[netip.Addr]
 	inFlight atomic.Int64
@@ -154,6 +155,10 @@ func (h *Handler) FitBroker(maxPayload, maxMsgSize int64) int64 {
 	h.maxBody.Store(limit)
 	return limit
 }
+
+// CloseConnections makes every reply from now on close its connection, so
+// that senders open their next one elsewhere (the gateway is leaving).
+func (h *Handler) CloseConnections() { h.closing.Store(true) }
 
 // MaxBody is the body limit in force.
 func (h *Handler) MaxBody() int64 { return h.maxBody.Load() }
@@ -201,6 +206,9 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 	start := h.cfg.Now()
 	var req request
 	code := h.serve(ctx, &req, start)
+	if h.closing.Load() {
+		ctx.SetConnectionClose()
+	}
 	h.metrics.Request(req.route, code, h.cfg.Now().Sub(start))
 }
 

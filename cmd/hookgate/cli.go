@@ -38,7 +38,8 @@ type cli struct {
 
 // env is what every command gets besides its flags.
 type env struct {
-	ctx    context.Context
+	ctx    context.Context // ends at the first SIGTERM or SIGINT
+	hurry  <-chan struct{} // closes at the second; nil: never
 	getenv func(string) string
 	stdout io.Writer
 	stderr io.Writer
@@ -49,6 +50,11 @@ type exitPanic struct{ code int }
 
 // run parses args and runs the command; it returns the process's exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (code int) {
+	return runHurried(ctx, nil, args, getenv, stdout, stderr)
+}
+
+// runHurried is run with a second signal: hurry closes when it comes.
+func runHurried(ctx context.Context, hurry <-chan struct{}, args []string, getenv func(string) string, stdout, stderr io.Writer) (code int) {
 	var c cli
 	parser, err := newParser(&c, stdout, stderr, getenv)
 	if err != nil {
@@ -71,7 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return exitUsage
 	}
-	if err := kctx.Run(&env{ctx: ctx, getenv: getenv, stdout: stdout, stderr: stderr}); err != nil {
+	if err := kctx.Run(&env{ctx: ctx, hurry: hurry, getenv: getenv, stdout: stdout, stderr: stderr}); err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "hookgate: %v\n", err)
@@ -99,6 +105,7 @@ var defaults = kong.Vars{
 	"default_dedup_window":           shortDuration(gateway.DefaultDedupWindow),
 	"default_publish_timeout":        shortDuration(gateway.DefaultPublishTimeout),
 	"default_shutdown_timeout":       shortDuration(gateway.DefaultShutdownTimeout),
+	"default_shutdown_delay":         shortDuration(gateway.DefaultShutdownDelay),
 	"default_max_body":               strconv.Itoa(ingest.DefaultMaxBody),
 	"default_max_in_flight":          strconv.Itoa(ingest.DefaultMaxInFlight),
 	"default_auth_failure_rate":      strconv.FormatFloat(ingest.DefaultAuthFailureRate, 'g', -1, 64),

@@ -11,8 +11,20 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	stop()
+	// The first SIGTERM or SIGINT ends ctx (shut down, after --shutdown-delay);
+	// a second closes hurry (no more delay).
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	hurry := make(chan struct{})
+	go func() {
+		<-sigs
+		cancel()
+		<-sigs
+		close(hurry)
+	}()
+	code := runHurried(ctx, hurry, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	signal.Stop(sigs)
+	cancel()
 	os.Exit(code)
 }

@@ -80,6 +80,7 @@ type serveCmd struct {
 	WriteTimeout         time.Duration `default:"${default_write_timeout}" help:"Longest a client may take to read one reply."`
 	IdleTimeout          time.Duration `default:"${default_idle_timeout}" help:"Keep-alive connections idle longer are closed."`
 	ShutdownTimeout      time.Duration `default:"${default_shutdown_timeout}" help:"Longest drain on SIGTERM or SIGINT."`
+	ShutdownDelay        time.Duration `default:"${default_shutdown_delay}" help:"After SIGTERM or SIGINT, go on accepting and serving this long while /readyz says 503, so a load balancer stops routing here before the drain; a second signal ends it early."`
 	MaxHeaderSize        int           `default:"${default_max_header_size}" help:"Largest request header block, bytes."`
 	MaxConnsPerIP        int           `name:"max-conns-per-ip" default:"${default_max_conns_per_ip}" help:"Most open connections from one client address."`
 	MaxConns             int           `default:"${default_max_conns}" help:"Most open connections in all."`
@@ -129,6 +130,8 @@ func (c *serveCmd) Run(e *env) error {
 		DedupWindow:     c.DedupWindow,
 		PublishTimeout:  c.PublishTimeout,
 		ShutdownTimeout: c.ShutdownTimeout,
+		ShutdownDelay:   c.ShutdownDelay,
+		Hurry:           e.hurry,
 		Ingest: ingest.Config{
 			SubjectPrefix:    c.SubjectPrefix,
 			MaxBody:          c.MaxBody,

@@ -12,9 +12,10 @@ import (
 	"github.com/hookgate/hookgate/internal/hgtest"
 )
 
-// The real binary, a real SIGTERM, under load: requests in flight finish
-// with their acks, the process exits 0 within --shutdown-timeout, and every
-// 202 is in the stream.
+// The real binary, a real SIGTERM, under load: /readyz turns 503 while the
+// gateway goes on serving through --shutdown-delay, a second SIGTERM ends the
+// delay, requests in flight finish with their acks, the process exits 0
+// within --shutdown-timeout of it, and every 202 is in the stream.
 func TestSIGTERMUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: builds the binary and drains it under load")
@@ -27,7 +28,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	dataDir := filepath.Join(dir, "data")
 	const shutdownTimeout = 10 * time.Second
 	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", dataDir,
-		"--embedded-nats-listen", "127.0.0.1:0", "--log-format", "json", "--shutdown-timeout", shutdownTimeout.String())
+		"--embedded-nats-listen", "127.0.0.1:0", "--log-format", "json", "--shutdown-timeout", shutdownTimeout.String(), "--shutdown-delay", "1h")
 	var stderr hgtest.LogBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -57,15 +58,28 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 
 	l := hgtest.StartLoad(t, []string{"http://" + listen}, is.Token, 8, 800000)
 	l.WaitCount(t, 30*time.Second, 200, "202s before SIGTERM", func(r hgtest.Reply) bool { return r.Code == 202 })
-	start := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	signalled := time.Now()
+	hgtest.WaitFor(t, 5*time.Second, func() error {
+		if hgtest.Ready("http://"+metricsAddr) == nil {
+			return errors.New("/readyz still says ready after SIGTERM")
+		}
+		return nil
+	})
+	l.WaitCount(t, 30*time.Second, 100, "202s during the shutdown delay", func(r hgtest.Reply) bool {
+		return r.Code == 202 && r.At.After(signalled)
+	})
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil { // the second: no more delay
 		t.Fatal(err)
 	}
 	var waitErr error
 	select {
 	case waitErr = <-exited:
 	case <-time.After(shutdownTimeout + 5*time.Second):
-		t.Fatalf("serve still running %s after SIGTERM", shutdownTimeout+5*time.Second)
+		t.Fatalf("serve still running %s after the second SIGTERM", shutdownTimeout+5*time.Second)
 	}
 	took := time.Since(start)
 	results := l.Stop()
