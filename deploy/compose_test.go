@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The docker-compose.yml at the repo root: its services, and how they agree
@@ -249,6 +250,10 @@ func TestComposeGateways(t *testing.T) {
 	}
 	for _, g := range c.gateways {
 		env := composeEnv(c.services[g])
+		grace, err := time.ParseDuration(str(c.services[g], "stop_grace_period"))
+		if need := shutdownBudget(t, env); err != nil || grace <= need {
+			t.Errorf("%s: stop_grace_period %q, want more than --shutdown-delay + --shutdown-timeout = %s", g, str(c.services[g], "stop_grace_period"), need)
+		}
 		if env["HOOKGATE_REPLICAS"] != "3" {
 			t.Errorf("%s: HOOKGATE_REPLICAS=%q, want 3", g, env["HOOKGATE_REPLICAS"])
 		}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The Kubernetes manifests of deploy/kubernetes/: what the kustomization
@@ -185,8 +186,11 @@ func TestKubernetesDeploymentHardening(t *testing.T) {
 		}
 	}
 	grace, _ := get(dep, "spec", "template", "spec", "terminationGracePeriodSeconds").(int)
-	if grace <= 30 {
-		t.Errorf("terminationGracePeriodSeconds %d, want more than serve's default --shutdown-timeout 30s", grace)
+	if need := shutdownBudget(t, envOf(c)); time.Duration(grace)*time.Second <= need {
+		t.Errorf("terminationGracePeriodSeconds %d, want more than --shutdown-delay + --shutdown-timeout = %s", grace, need)
+	}
+	if envOf(c)["HOOKGATE_SHUTDOWN_DELAY"] == "" {
+		t.Error("no HOOKGATE_SHUTDOWN_DELAY: a rollout refuses the webhooks routed here while the endpoint update spreads")
 	}
 }
 
@@ -262,4 +266,23 @@ func TestKubernetesNATSStatefulSet(t *testing.T) {
 			t.Errorf("deploy/kubernetes/README.md does not say %q", s)
 		}
 	}
+}
+
+// shutdownBudget is how long a gateway with env may take to stop after
+// SIGTERM: --shutdown-delay + --shutdown-timeout (defaults 0s and 30s).
+func shutdownBudget(t *testing.T, env map[string]string) time.Duration {
+	t.Helper()
+	total := time.Duration(0)
+	for name, def := range map[string]string{"HOOKGATE_SHUTDOWN_DELAY": "0s", "HOOKGATE_SHUTDOWN_TIMEOUT": "30s"} {
+		v := env[name]
+		if v == "" {
+			v = def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("%s=%q: %v", name, v, err)
+		}
+		total += d
+	}
+	return total
 }
