@@ -89,6 +89,7 @@ type serveCmd struct {
 	RateBurst            int           `default:"0" help:"Burst per credential (0 with --rate-limit: one second's worth, at least 1)."`
 	AuthFailureRate      float64       `default:"${default_auth_failure_rate}" help:"Refused-token requests per second per client address (0: off)."`
 	AuthFailureBurst     int           `default:"${default_auth_failure_burst}" help:"Burst of refused-token requests per client address."`
+	TrustedProxies       string        `name:"trusted-proxies" default:"" placeholder:"CIDRS" help:"Comma-separated CIDRs or addresses of proxies in front (an Ingress, a load balancer): for their connections the client is the right-most X-Forwarded-For address not itself trusted. Empty: the TCP peer is the client."`
 	TLSCert              string        `name:"tls-cert" placeholder:"FILE" help:"Serve webhooks over TLS with this certificate (PEM, with --tls-key)."`
 	TLSKey               string        `name:"tls-key" placeholder:"FILE" help:"Private key of --tls-cert (PEM)."`
 	PerAppMetrics        bool          `help:"Count stored webhooks per organization, application and kind (hookgate_app_webhooks_total)."`
@@ -118,6 +119,10 @@ func (c *serveCmd) Run(e *env) error {
 			memLimit = []any{"container_bytes", containerMax, "limit_bytes", limit}
 		}
 	}
+	proxies, err := ingest.ParseProxies(c.TrustedProxies)
+	if err != nil {
+		return usageError{err}
+	}
 	cfg := gateway.Config{
 		Listen:          c.Listen,
 		MetricsListen:   c.MetricsListen,
@@ -140,6 +145,7 @@ func (c *serveCmd) Run(e *env) error {
 			AuthFailureRate:  c.AuthFailureRate,
 			AuthFailureBurst: c.AuthFailureBurst,
 			MaxInFlight:      c.MaxInFlight,
+			TrustedProxies:   proxies,
 		},
 		Server: ingest.ServerConfig{
 			ReadTimeout:   c.ReadTimeout,
