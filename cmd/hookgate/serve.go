@@ -74,6 +74,8 @@ type serveCmd struct {
 	EmbeddedNatsListen string `name:"embedded-nats-listen" default:"${default_embedded_listen}" help:"Where the embedded NATS server listens, for the CLI and consumers. It has no auth: keep it on loopback."`
 	natsNames
 	DedupWindow          time.Duration `default:"${default_dedup_window}" help:"The stream's duplicate window when serve creates it: the Idempotency-Key horizon; the gateway re-sends an unacknowledged publish only in the first half of the stream's window."`
+	StreamMaxAge         time.Duration `default:"${default_stream_max_age}" help:"The stream's max age when serve creates it: older webhooks are removed (0: none)."`
+	StreamMaxBytes       int64         `default:"${default_stream_max_bytes}" help:"The stream's size limit in bytes when serve creates it: past it the oldest webhooks are removed (0 or -1: none)."`
 	MaxBody              int           `default:"${default_max_body}" help:"Largest accepted body, bytes."`
 	PublishTimeout       time.Duration `default:"${default_publish_timeout}" help:"Longest wait for the JetStream ack before 503."`
 	ReadTimeout          time.Duration `default:"${default_read_timeout}" help:"Longest a client may take to send one whole request."`
@@ -133,6 +135,8 @@ func (c *serveCmd) Run(e *env) error {
 		TokensBucket:    c.TokensBucket,
 		Replicas:        c.Replicas,
 		DedupWindow:     c.DedupWindow,
+		StreamMaxAge:    c.StreamMaxAge,
+		StreamMaxBytes:  c.StreamMaxBytes,
 		PublishTimeout:  c.PublishTimeout,
 		ShutdownTimeout: c.ShutdownTimeout,
 		ShutdownDelay:   c.ShutdownDelay,
