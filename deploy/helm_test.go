@@ -74,7 +74,7 @@ func renderChart(t *testing.T, vals map[string]any) ([]kubeObject, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := engine.Engine{Strict: true}.Render(ch, top)
+	out, err := engine.Engine{Strict: true}.RenderWithContext(t.Context(), ch, top)
 	if err != nil {
 		return nil, err
 	}
@@ -317,6 +317,30 @@ func TestHelmValues(t *testing.T) {
 				one[corev1.Service](t, objs, "Service", "webhooks-metrics")
 			},
 		},
+		{
+			name: "stream limits",
+			vals: map[string]any{"nats": map[string]any{"streamMaxBytes": int64(100) << 30, "streamMaxAge": "720h"}},
+			check: func(t *testing.T, objs []kubeObject) {
+				env := containerEnv(one[appsv1.Deployment](t, objs, "Deployment", release).Spec.Template.Spec.Containers[0])
+				if env["HOOKGATE_STREAM_MAX_BYTES"] != "107374182400" || env["HOOKGATE_STREAM_MAX_AGE"] != "720h" {
+					t.Errorf("HOOKGATE_STREAM_MAX_BYTES=%q HOOKGATE_STREAM_MAX_AGE=%q, want 107374182400 and 720h",
+						env["HOOKGATE_STREAM_MAX_BYTES"], env["HOOKGATE_STREAM_MAX_AGE"])
+				}
+			},
+		},
+		{
+			name: "serve's stream limits",
+			vals: map[string]any{"nats": map[string]any{"streamMaxBytes": nil}},
+			check: func(t *testing.T, objs []kubeObject) {
+				env := containerEnv(one[appsv1.Deployment](t, objs, "Deployment", release).Spec.Template.Spec.Containers[0])
+				for _, name := range []string{"HOOKGATE_STREAM_MAX_BYTES", "HOOKGATE_STREAM_MAX_AGE"} {
+					if _, ok := env[name]; ok {
+						t.Errorf("%s set", name)
+					}
+				}
+			},
+		},
+		{name: "a size in words", vals: map[string]any{"nats": map[string]any{"streamMaxBytes": "6GiB"}}, wantErr: "/nats/streamMaxBytes"},
 		{name: "milliseconds", vals: map[string]any{"shutdownDelay": "500ms"}, wantErr: "shutdownDelay"},
 		{name: "an empty delay", vals: map[string]any{"shutdownDelay": ""}, wantErr: "shutdownDelay"},
 		{name: "latest", vals: map[string]any{"image": map[string]any{"tag": "latest"}}, wantErr: "/image/tag"},
@@ -345,10 +369,10 @@ func TestHelmValues(t *testing.T) {
 }
 
 // TestHelmFollowsKustomizeBase: the chart's gateways with the default values
-// run as the kustomize base's do: the same container settings, probes,
-// security contexts, rollout, grace period, spread, disruption budget and
-// autoscaler. The base is the reference; a change there fails this test
-// until the chart follows.
+// run as the kustomize base's do: the same image, container settings,
+// probes, security contexts, rollout, grace period, spread, disruption
+// budget, NetworkPolicy and autoscaler. The base is the reference: a change
+// there fails this test until the chart follows.
 func TestHelmFollowsKustomizeBase(t *testing.T) {
 	base, chart := buildBase(t), mustRender(t, nil)
 	bd := one[appsv1.Deployment](t, base, "Deployment", "hookgate")
@@ -372,6 +396,7 @@ func TestHelmFollowsKustomizeBase(t *testing.T) {
 			t.Errorf("%s differs:\n base:\n%s chart:\n%s", what, bs, cs)
 		}
 	}
+	same("image", bc.Image, cc.Image)
 	same("strategy", bd.Spec.Strategy, cd.Spec.Strategy)
 	same("replicas", bd.Spec.Replicas, cd.Spec.Replicas)
 	same("terminationGracePeriodSeconds", bp.TerminationGracePeriodSeconds, cp.TerminationGracePeriodSeconds)
