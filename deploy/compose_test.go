@@ -182,9 +182,209 @@ func TestComposeServices(t *testing.T) {
 	}
 	c.serviceByImage(t, "prom/prometheus")
 	c.serviceByImage(t, "grafana/grafana")
+	want := "nats:" + natsServerVersion(t) + "-alpine"
 	for _, n := range c.nats {
-		if !strings.HasPrefix(str(c.services[n], "image"), "nats:2.11") {
-			t.Errorf("service %s: image %q, want nats:2.11", n, str(c.services[n], "image"))
+		if got := str(c.services[n], "image"); got != want {
+			t.Errorf("service %s: image %q, want %s (the nats-server hookgate is tested with, with busybox's wget for the healthcheck)", n, got, want)
+		}
+	}
+}
+
+// natsServerVersion is the nats-server release go.mod requires: the one the
+// tests run and hookgate embeds ("2.15.2").
+func natsServerVersion(t *testing.T) string {
+	t.Helper()
+	for line := range strings.Lines(string(readFile(t, "go.mod"))) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "github.com/nats-io/nats-server/v2 v"); ok {
+			return strings.Fields(v)[0]
+		}
+	}
+	t.Fatal("go.mod does not require github.com/nats-io/nats-server/v2")
+	return ""
+}
+
+// TestComposeImagesVersioned: every image names a version: no latest, no
+// tag left out.
+func TestComposeImagesVersioned(t *testing.T) {
+	c := loadCompose(t)
+	for _, name := range slices.Sorted(maps.Keys(c.services)) {
+		img := str(c.services[name], "image")
+		if img == "" {
+			t.Errorf("service %s has no image name: a build gets an unversioned one", name)
+			continue
+		}
+		_, tag, ok := strings.Cut(img, ":")
+		if !ok || tag == "" || tag == "latest" || strings.HasPrefix(tag, "${") && strings.Contains(tag, ":-latest}") {
+			t.Errorf("service %s: image %q, want a version tag", name, img)
+		}
+	}
+}
+
+// TestComposePortsOnLoopback: every published port is bound to 127.0.0.1,
+// so nothing of the stack is reachable from the network.
+func TestComposePortsOnLoopback(t *testing.T) {
+	c := loadCompose(t)
+	n := 0
+	for _, name := range slices.Sorted(maps.Keys(c.services)) {
+		for _, p := range list(c.services[name], "ports") {
+			n++
+			switch p := p.(type) {
+			case string:
+				if !strings.HasPrefix(p, "127.0.0.1:") {
+					t.Errorf("service %s publishes %q, want 127.0.0.1:HOST:CONTAINER", name, p)
+				}
+			case map[string]any:
+				if str(p, "host_ip") != "127.0.0.1" {
+					t.Errorf("service %s publishes %v, want host_ip 127.0.0.1", name, p)
+				}
+			default:
+				t.Errorf("service %s publishes %v, want 127.0.0.1:HOST:CONTAINER", name, p)
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no published port at all")
+	}
+}
+
+// composeTLS is where the compose NATS servers' TLS files come from: the
+// service that writes them into a named volume, and where the NATS services
+// mount that volume.
+type composeTLS struct {
+	service string // runs deploy/nats/gencert
+	volume  string // the named volume it writes
+	mount   string // where every NATS service mounts it
+	hosts   string // gencert's -hosts
+}
+
+// composeNATSTLS finds the certificate service and checks that every NATS
+// service mounts its volume at one place, after it has run.
+func composeNATSTLS(t *testing.T) composeTLS {
+	t.Helper()
+	c := loadCompose(t)
+	var tls composeTLS
+	for _, name := range slices.Sorted(maps.Keys(c.services)) {
+		svc := c.services[name]
+		cmd := strSlice(list(svc, "command"))
+		if !slices.ContainsFunc(cmd, func(a string) bool { return strings.Contains(a, "gencert") }) {
+			continue
+		}
+		if tls.service != "" {
+			t.Fatalf("services %s and %s both run gencert", tls.service, name)
+		}
+		tls.service = name
+		flags := map[string]string{}
+		for i, a := range cmd {
+			if strings.HasPrefix(a, "-") && i+1 < len(cmd) {
+				flags[a] = cmd[i+1]
+			}
+		}
+		tls.hosts = flags["-hosts"]
+		for src, dst := range composeVolumeMounts(svc) {
+			if dst == flags["-dir"] {
+				tls.volume = src
+			}
+		}
+		for src, dst := range composeBindMounts(svc) {
+			if !slices.Contains(cmd, dst) {
+				continue
+			}
+			if path.Clean(src) != "deploy/nats/gencert/main.go" && path.Clean(src) != "./deploy/nats/gencert/main.go" {
+				t.Errorf("%s runs %s, mounted from %s, want deploy/nats/gencert/main.go", name, dst, src)
+			}
+		}
+	}
+	if tls.service == "" || tls.volume == "" || tls.hosts == "" {
+		t.Fatalf("no service writes the NATS TLS files into a named volume (go run deploy/nats/gencert/main.go -dir DIR -hosts ...): %+v", tls)
+	}
+	for _, n := range c.nats {
+		svc := c.services[n]
+		mount := composeVolumeMounts(svc)[tls.volume]
+		if mount == "" || tls.mount != "" && mount != tls.mount {
+			t.Fatalf("%s mounts the volume %s at %q, want it mounted, at one place on every NATS service", n, tls.volume, mount)
+		}
+		tls.mount = mount
+		if got := str(svc, "depends_on", tls.service, "condition"); got != "service_completed_successfully" {
+			t.Errorf("%s: depends_on %s condition %q, want service_completed_successfully", n, tls.service, got)
+		}
+		if !slices.Contains(strings.Split(tls.hosts, ","), n) {
+			t.Errorf("gencert -hosts %s lacks %s: its clients and routes could not verify it", tls.hosts, n)
+		}
+	}
+	return tls
+}
+
+// composeVolumeMounts returns a service's named volumes as volume -> target.
+func composeVolumeMounts(svc map[string]any) map[string]string {
+	out := map[string]string{}
+	for _, v := range list(svc, "volumes") {
+		switch v := v.(type) {
+		case string:
+			parts := strings.Split(v, ":")
+			if len(parts) >= 2 && !isHostPath(parts[0]) {
+				out[parts[0]] = parts[1]
+			}
+		case map[string]any:
+			if str(v, "type") == "volume" {
+				out[str(v, "source")] = str(v, "target")
+			}
+		}
+	}
+	return out
+}
+
+// composeSecretRef is the variable an environment value interpolates
+// without a default: ${NAME:?message} or ${NAME?message}; "" for anything
+// else (a literal, or a default that would ship a password).
+func composeSecretRef(v string) string {
+	inner, ok := strings.CutPrefix(v, "${")
+	if !ok || !strings.HasSuffix(inner, "}") {
+		return ""
+	}
+	name, _, found := strings.Cut(strings.TrimSuffix(inner, "}"), "?")
+	if !found {
+		return ""
+	}
+	return strings.TrimSuffix(name, ":")
+}
+
+// TestComposeNATSLockedDown: each NATS node gets every user's password from
+// the environment (required, no default), is healthy once its JetStream is
+// on, and starts after the certificates are written; each gateway logs in
+// as gateway with that same password, over TLS with the CA of that volume,
+// and starts once every NATS node is healthy.
+func TestComposeNATSLockedDown(t *testing.T) {
+	c := loadCompose(t)
+	tls := composeNATSTLS(t)
+	for _, n := range c.nats {
+		svc := c.services[n]
+		env := composeEnv(svc)
+		for _, u := range natsUsers {
+			if ref := composeSecretRef(env[u.passwordVar]); ref != u.passwordVar {
+				t.Errorf("%s: %s=%q, want ${%s:?...} (from .env, required, no default)", n, u.passwordVar, env[u.passwordVar], u.passwordVar)
+			}
+		}
+		test := strings.Join(strSlice(list(svc, "healthcheck", "test")), " ")
+		if !strings.HasPrefix(test, "CMD wget") || !strings.Contains(test, ":8222/healthz?js-enabled-only=true") {
+			t.Errorf("%s: healthcheck %q, want CMD wget ... :8222/healthz?js-enabled-only=true", n, test)
+		}
+	}
+	for _, g := range c.gateways {
+		svc := c.services[g]
+		env := composeEnv(svc)
+		if env["HOOKGATE_NATS_USER"] != "gateway" {
+			t.Errorf("%s: HOOKGATE_NATS_USER=%q, want gateway", g, env["HOOKGATE_NATS_USER"])
+		}
+		if ref := composeSecretRef(env["HOOKGATE_NATS_PASSWORD"]); ref != natsUserByName("gateway").passwordVar {
+			t.Errorf("%s: HOOKGATE_NATS_PASSWORD=%q, want ${NATS_GATEWAY_PASSWORD:?...}", g, env["HOOKGATE_NATS_PASSWORD"])
+		}
+		if want := composeVolumeMounts(svc)[tls.volume] + "/ca.pem"; env["HOOKGATE_NATS_TLS_CA"] != want || want == "/ca.pem" {
+			t.Errorf("%s: HOOKGATE_NATS_TLS_CA=%q, want the CA of the volume %s (%s)", g, env["HOOKGATE_NATS_TLS_CA"], tls.volume, want)
+		}
+		for _, n := range c.nats {
+			if got := str(svc, "depends_on", n, "condition"); got != "service_healthy" {
+				t.Errorf("%s: depends_on %s condition %q, want service_healthy", g, n, got)
+			}
 		}
 	}
 }
@@ -265,8 +465,8 @@ func TestComposeGateways(t *testing.T) {
 		var hosts []string
 		for _, u := range strings.Split(raw, ",") {
 			pu, err := url.Parse(strings.TrimSpace(u))
-			if err != nil || pu.Scheme != "nats" || pu.Port() != "4222" {
-				t.Errorf("%s: HOOKGATE_NATS_URL entry %q: want nats://HOST:4222", g, u)
+			if err != nil || pu.Scheme != "tls" || pu.Port() != "4222" {
+				t.Errorf("%s: HOOKGATE_NATS_URL entry %q: want tls://HOST:4222 (the NATS servers require TLS)", g, u)
 				continue
 			}
 			hosts = append(hosts, pu.Hostname())

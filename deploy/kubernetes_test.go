@@ -123,13 +123,18 @@ func gateway(t *testing.T, objs []k8sObject) (dep, podLabels map[string]any, con
 	return dep, mapping(dep, "spec", "template", "metadata", "labels"), containers[0]
 }
 
-// TestKubernetesDeployment: two gateways, probed on the metrics listener,
-// storing with 3 replicas on the NATS StatefulSet through its client Service.
+// TestKubernetesDeployment: gateways counted by the HPA alone, probed on the
+// metrics listener, storing with 3 replicas on the NATS StatefulSet through
+// its client Service.
 func TestKubernetesDeployment(t *testing.T) {
 	objs := loadKubernetes(t)
 	dep, podLabels, c := gateway(t, objs)
-	if n, _ := get(dep, "spec", "replicas").(int); n != 2 {
-		t.Errorf("Deployment replicas %v, want 2", get(dep, "spec", "replicas"))
+	if n := get(dep, "spec", "replicas"); n != nil {
+		t.Errorf("Deployment replicas %v, want none: the HorizontalPodAutoscaler owns the count, and each apply would reset it", n)
+	}
+	hpa := find(t, objs, "autoscaling/v2", "HorizontalPodAutoscaler", "hookgate")
+	if n, _ := get(hpa, "spec", "minReplicas").(int); n < 2 {
+		t.Errorf("HorizontalPodAutoscaler minReplicas %v, want at least 2", get(hpa, "spec", "minReplicas"))
 	}
 	if !selects(mapping(dep, "spec", "selector", "matchLabels"), podLabels) {
 		t.Error("Deployment selector does not match its pod labels")
@@ -185,6 +190,9 @@ func TestKubernetesDeploymentHardening(t *testing.T) {
 			}
 		}
 	}
+	if req, lim := str(c, "resources", "requests", "memory"), str(c, "resources", "limits", "memory"); req != lim {
+		t.Errorf("memory request %s, limit %s: want them equal (serve sets GOMEMLIMIT from the limit)", req, lim)
+	}
 	grace, _ := get(dep, "spec", "template", "spec", "terminationGracePeriodSeconds").(int)
 	if need := shutdownBudget(t, envOf(c)); time.Duration(grace)*time.Second <= need {
 		t.Errorf("terminationGracePeriodSeconds %d, want more than --shutdown-delay + --shutdown-timeout = %s", grace, need)
@@ -215,6 +223,9 @@ func TestKubernetesGatewayObjects(t *testing.T) {
 	pdb := find(t, objs, "policy/v1", "PodDisruptionBudget", "hookgate")
 	if !selects(mapping(pdb, "spec", "selector", "matchLabels"), podLabels) {
 		t.Error("PodDisruptionBudget hookgate does not select the gateway pods")
+	}
+	if n, _ := get(pdb, "spec", "maxUnavailable").(int); n != 1 || get(pdb, "spec", "minAvailable") != nil {
+		t.Errorf("PodDisruptionBudget hookgate: maxUnavailable %v, minAvailable %v; want maxUnavailable 1 alone", get(pdb, "spec", "maxUnavailable"), get(pdb, "spec", "minAvailable"))
 	}
 
 	hpa := find(t, objs, "autoscaling/v2", "HorizontalPodAutoscaler", "hookgate")

@@ -1,7 +1,9 @@
 package deploy_test
 
 import (
+	"crypto/tls"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -13,15 +15,15 @@ import (
 
 // The nats-server configs of the compose stack (deploy/nats/) and of the
 // Kubernetes StatefulSet (the nats-config ConfigMap), read with nats-server's
-// own parser.
+// own parser, as `nats-server -t` does. Their users: natsauth_test.go.
 
 // loadNATSConfig parses file as nats-server does, with $envName set to
-// serverName, and checks what both configs share: the server name from the
-// environment, JetStream on the /data volume, a named cluster on 6222, clients
-// on 4222 and monitoring on 8222.
+// serverName and the users' passwords set, and checks what both configs
+// share: the server name from the environment, JetStream on the /data
+// volume, a named cluster on 6222, clients on 4222 and monitoring on 8222.
 func loadNATSConfig(t *testing.T, file, envName, serverName string) *server.Options {
 	t.Helper()
-	t.Setenv(envName, serverName)
+	setNATSEnv(t, envName, serverName)
 	opts, err := server.ProcessConfigFile(file)
 	if err != nil {
 		t.Fatalf("nats-server config %s: %v", file, err)
@@ -55,10 +57,11 @@ func routeHosts(opts *server.Options) []string {
 }
 
 // TestComposeNATSConfig: each compose NATS node loads the mounted config,
-// named after its service, routed to all three nodes, with its JetStream data
-// on a named volume.
+// named after its service, routed to all three nodes over mutual TLS, serving
+// clients over TLS, with its JetStream data on a named volume.
 func TestComposeNATSConfig(t *testing.T) {
 	c := loadCompose(t)
+	shipped := shippedNATSConfigs(t)[0] // compose's, its TLS files made by gencert
 	var want []string
 	for _, n := range c.nats {
 		want = append(want, n+":6222")
@@ -81,9 +84,18 @@ func TestComposeNATSConfig(t *testing.T) {
 		if name := composeEnv(svc)["NATS_SERVER_NAME"]; name != n {
 			t.Errorf("%s: NATS_SERVER_NAME=%q, want the service name", n, name)
 		}
-		opts := loadNATSConfig(t, repoPath(conf), "NATS_SERVER_NAME", n)
+		if path.Clean(conf) != "deploy/nats/nats-cluster.conf" && path.Clean(conf) != "./deploy/nats/nats-cluster.conf" {
+			t.Errorf("%s mounts %s, want deploy/nats/nats-cluster.conf", n, conf)
+		}
+		opts := loadNATSConfig(t, shipped.file, "NATS_SERVER_NAME", n)
 		if got := routeHosts(opts); !slices.Equal(got, want) {
 			t.Errorf("%s: routes %v, want %v", conf, got, want)
+		}
+		if opts.TLSConfig == nil || len(opts.TLSConfig.Certificates) == 0 {
+			t.Errorf("%s: clients are not served over TLS", conf)
+		}
+		if opts.Cluster.TLSConfig == nil || opts.Cluster.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert {
+			t.Errorf("%s: routes are not mutual TLS (cluster tls with verify: true)", conf)
 		}
 		if !slices.Contains(composeNamedVolumes(svc), n+"-data") {
 			t.Errorf("%s: JetStream data is not on a named volume (want %s-data:/data)", n, n)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -148,7 +149,7 @@ func TestPrometheusAlerts(t *testing.T) {
 			t.Errorf("alert %s: summary %q, description %q: want both annotations", r.name, r.summary, r.description)
 		}
 	}
-	for _, want := range []string{"HookgateDown", "HookgateNATSDisconnected", "HookgateHigh5xxRatio",
+	for _, want := range []string{"HookgateDown", "HookgateAllDown", "HookgateNATSDisconnected", "HookgateHigh5xxRatio",
 		"HookgatePublishLatencyHigh", "HookgateAuthFailuresSpike", "HookgateAppSeriesCapReached"} {
 		if !slices.Contains(alerts, want) {
 			t.Errorf("no alert %s", want)
@@ -222,6 +223,42 @@ func TestPrometheusRuleUnitTests(t *testing.T) {
 	for _, r := range loadAlertRules(t) {
 		if !fired[r.name] {
 			t.Errorf("alert %s: no test in %s expects it firing", r.name, rulesTestFile)
+		}
+	}
+}
+
+// TestPrometheusPaging: what pages. One gateway down is a warning and none
+// up is critical; and the unit tests keep the cases that show it (promtool
+// runs them): a quiet install that fires nothing at all for hours, one
+// gateway of three down firing only a warning, all down firing one critical
+// alert, a few 5xx at night paging nobody.
+func TestPrometheusPaging(t *testing.T) {
+	severity := map[string]string{}
+	for _, r := range loadAlertRules(t) {
+		severity[r.name] = r.severity
+	}
+	for alert, want := range map[string]string{"HookgateDown": "warning", "HookgateAllDown": "critical", "HookgateHigh5xxRatio": "critical"} {
+		if severity[alert] != want {
+			t.Errorf("alert %s: severity %q, want %s", alert, severity[alert], want)
+		}
+	}
+	var quiet bool
+	names := map[string]bool{}
+	for _, test := range list(yamlDoc(t, rulesTestFile), "tests") {
+		names[str(test, "name")] = true
+		for _, et := range list(test, "promql_expr_test") {
+			at, err := time.ParseDuration(str(et, "eval_time"))
+			if str(et, "expr") == "ALERTS" && len(list(et, "exp_samples")) == 0 && err == nil && at >= time.Hour {
+				quiet = true
+			}
+		}
+	}
+	if !quiet {
+		t.Errorf("%s: no test expects ALERTS empty (nothing pending or firing) an hour or more into a quiet install", rulesTestFile)
+	}
+	for _, want := range []string{"one gateway of three down is a warning", "all gateways down is critical", "two 5xx at night do not page; a steady 10% at 0.1 requests/s does"} {
+		if !names[want] {
+			t.Errorf("%s: no test %q", rulesTestFile, want)
 		}
 	}
 }
