@@ -17,6 +17,7 @@ import (
 	"github.com/hookgate/hookgate/gateway"
 	"github.com/hookgate/hookgate/ingest"
 	"github.com/hookgate/hookgate/metrics"
+	"github.com/hookgate/hookgate/secretring"
 )
 
 // Exit statuses of the contract.
@@ -30,7 +31,7 @@ const (
 // HOOKGATE_<FLAG_IN_UPPER_SNAKE>; a flag given wins.
 type cli struct {
 	Serve       serveCmd       `cmd:"" help:"Run the gateway."`
-	Token       tokenCmd       `cmd:"" help:"Issue, rotate, rename, revoke and list credentials."`
+	Token       tokenCmd       `cmd:"" help:"Issue, rotate, rename, revoke and list credentials; reseal their signing secrets."`
 	Tail        tailCmd        `cmd:"" help:"Print accepted webhooks from the stream as they arrive." set:"stream_help=JetStream stream of accepted webhooks."`
 	Version     versionCmd     `cmd:"" help:"Print version, commit and Go version."`
 	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 when the gateway on this host is ready (or, with --live, alive); for container healthchecks."`
@@ -118,6 +119,7 @@ var defaults = kong.Vars{
 	"default_max_conns":              strconv.Itoa(ingest.DefaultMaxConns),
 	"default_per_app_metrics_max":    strconv.Itoa(metrics.DefaultPerAppMax),
 	"default_credential_metrics_max": strconv.Itoa(metrics.DefaultCredentialMax),
+	"default_secret_keys":            gateway.DefaultDataDir + "/" + secretring.FileName, // the token commands'; serve's is in its --data-dir
 }
 
 // shortDuration writes d as the contract does ("2m", not Duration.String's
