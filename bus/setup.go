@@ -15,6 +15,23 @@ type StreamSpec struct {
 	SubjectPrefix string
 	Replicas      int
 	Duplicates    time.Duration
+	MaxAge        time.Duration // <= 0: none
+	MaxBytes      int64         // <= 0: none
+}
+
+// ErrStreamRefused wraps JetStream's refusal to create the stream as
+// specified (not enough storage for its limits, replicas a single server
+// cannot have): trying again will not help, unlike a JetStream that is not
+// up yet.
+var ErrStreamRefused = errors.New("bus: JetStream refused to create the stream")
+
+// refusalCodes are the JetStream API error codes that make ErrStreamRefused.
+var refusalCodes = map[jetstream.ErrorCode]bool{
+	10047: true, // storage resources exceeded
+	10028: true, // memory resources exceeded
+	10052: true, // invalid stream configuration
+	10074: true, // replicas > 1 not supported in non-clustered mode
+	10113: true, // account requires a stream max bytes
 }
 
 // EnsureStream returns the stream, creating it when missing. An existing
@@ -34,14 +51,28 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, spec StreamSpec) 
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(spec.Replicas, 1),
 		Duplicates:  spec.Duplicates,
+		MaxAge:      max(spec.MaxAge, 0),
+		MaxBytes:    noneIsMinusOne(spec.MaxBytes),
+		Discard:     jetstream.DiscardOld, // the oldest go first: a full stream never refuses a webhook
 	})
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return js.Stream(ctx, spec.Name) // another gateway won the race
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && refusalCodes[apiErr.ErrorCode] {
+		return nil, fmt.Errorf("%w %q: %s", ErrStreamRefused, spec.Name, apiErr.Description)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("bus: create stream %q: %w", spec.Name, err)
 	}
 	return s, nil
+}
+
+func noneIsMinusOne(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
 
 // EnsureBucket returns the credentials bucket, creating it when missing.

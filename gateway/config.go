@@ -28,6 +28,11 @@ const (
 	DefaultPublishTimeout  = 5 * time.Second
 	DefaultShutdownTimeout = 30 * time.Second
 	DefaultShutdownDelay   = 0 // none: a load balancer in front should have its own grace
+	// The stream's limits when Start creates it: a week of webhooks, and no
+	// size limit (the store's own size bounds it; alerts warn at 80% of a
+	// limit that is set).
+	DefaultStreamMaxAge   = 168 * time.Hour
+	DefaultStreamMaxBytes = -1
 )
 
 // Config is everything serve needs. As on the command line, a zero setting
@@ -47,6 +52,8 @@ type Config struct {
 	TokensBucket   string
 	Replicas       int           // of the stream and bucket, when Start creates them
 	DedupWindow    time.Duration // of the stream, when Start creates it
+	StreamMaxAge   time.Duration // of the stream, when Start creates it; 0: none
+	StreamMaxBytes int64         // of the stream, when Start creates it; 0 or -1: none
 	PublishTimeout time.Duration
 
 	Ingest          ingest.Config // its SubjectPrefix is the stream's too
@@ -80,6 +87,8 @@ func DefaultConfig() Config {
 		TokensBucket:    DefaultTokensBucket,
 		Replicas:        DefaultReplicas,
 		DedupWindow:     DefaultDedupWindow,
+		StreamMaxAge:    DefaultStreamMaxAge,
+		StreamMaxBytes:  DefaultStreamMaxBytes,
 		PublishTimeout:  DefaultPublishTimeout,
 		Ingest:          ingest.DefaultConfig(),
 		Server:          ingest.DefaultServerConfig(),
@@ -133,6 +142,12 @@ func (c *Config) Validate() error {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s %v: must be positive", d.name, d.v))
 		}
+	}
+	if c.StreamMaxAge < 0 {
+		errs = append(errs, fmt.Errorf("--stream-max-age %v: 0 means none; it cannot be negative", c.StreamMaxAge))
+	}
+	if c.StreamMaxBytes < -1 {
+		errs = append(errs, fmt.Errorf("--stream-max-bytes %d: 0 or -1 mean none; other negatives are not sizes", c.StreamMaxBytes))
 	}
 	if c.ShutdownDelay < 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-delay %v: cannot be negative", c.ShutdownDelay))

@@ -160,6 +160,7 @@ func (g *Gateway) openListeners(tlsConf *tls.Config) error {
 		PerAddress: g.cfg.Server.MaxConnsPerIP,
 		Total:      g.cfg.Server.MaxConns,
 		Plain:      tlsConf == nil,
+		Trusted:    g.cfg.Ingest.TrustedProxies,
 		Refused:    func(status int) { g.Metrics.Request(metrics.RouteOther, status, 0) },
 		Logger:     g.log,
 	})

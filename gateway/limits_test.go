@@ -14,6 +14,7 @@ import (
 
 	"github.com/hookgate/hookgate/auth"
 	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/ingest"
 	"github.com/hookgate/hookgate/internal/hgtest"
 )
 
@@ -376,4 +377,65 @@ func TestHeaderLimitAndIdleTimeout(t *testing.T) {
 		t.Fatalf("idle connection closed after %s, idle timeout %s", took, idle)
 	}
 	t.Logf("idle keep-alive connection closed after %s (idle timeout %s)", took.Round(time.Millisecond), idle)
+}
+
+// Behind a trusted proxy each sender has its own refused-token budget, named
+// by X-Forwarded-For, and the proxy's connections are not capped per address;
+// an untrusted peer's X-Forwarded-For is ignored.
+func TestTrustedProxiesNameTheClient(t *testing.T) {
+	budget := func(c *gateway.Config) {
+		c.Ingest.AuthFailureRate, c.Ingest.AuthFailureBurst = 0.01, 3
+		c.Server.MaxConnsPerIP = 2
+	}
+	guess := func(e *env, xff string) int {
+		tok, _ := auth.NewToken(auth.KindHits)
+		code, _, _ := e.post("/v1/hits/web", tok, `{}`, map[string]string{"X-Forwarded-For": xff})
+		return code
+	}
+
+	trusted := newEnv(t, func(c *gateway.Config) {
+		budget(c)
+		p, err := ingest.ParseProxies("127.0.0.0/8")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Ingest.TrustedProxies = p
+	})
+	var codes []int
+	for range 4 {
+		codes = append(codes, guess(trusted, "1.1.1.1, 203.0.113.7"))
+	}
+	if fmt.Sprint(codes) != "[401 401 401 429]" {
+		t.Fatalf("one sender behind the proxy: %v, want its budget of 3 then 429", codes)
+	}
+	if code := guess(trusted, "203.0.113.8"); code != 401 {
+		t.Fatalf("another sender behind the same proxy: %d, want 401 from a budget of its own", code)
+	}
+	if !strings.Contains(trusted.gw.Logs.String(), `"remote":"203.0.113.8"`) {
+		t.Error("the refusal's log line does not name the client behind the proxy")
+	}
+	// Many connections from the proxy: none refused for its address.
+	is := trusted.issue("acme", auth.KindHits, "")
+	req := "POST /v1/hits/web HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + is.Token + "\r\nContent-Length: 2\r\n\r\n{}"
+	for i := range 5 {
+		c, err := net.Dial("tcp", trusted.gw.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte(req))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if line, err := bufio.NewReader(c).ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 202") {
+			t.Fatalf("connection %d from the trusted proxy: %q, %v", i+1, line, err)
+		}
+	}
+
+	untrusted := newEnv(t, budget)
+	codes = codes[:0]
+	for i := range 4 {
+		codes = append(codes, guess(untrusted, fmt.Sprintf("203.0.113.%d", i)))
+	}
+	if fmt.Sprint(codes) != "[401 401 401 429]" {
+		t.Fatalf("X-Forwarded-For from an untrusted peer: %v, want one budget for the peer", codes)
+	}
 }

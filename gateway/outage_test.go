@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookgate/hookgate/auth"
 	"github.com/hookgate/hookgate/gateway"
@@ -241,5 +243,78 @@ func TestEmbeddedServerErrorsAreLogged(t *testing.T) {
 	})
 	if strings.Contains(logs.String(), "hgh_secret") {
 		t.Fatalf("the log quotes what a client sent:\n%s", logs.String())
+	}
+}
+
+// serve creates the stream with the contract's limits (a week, no size
+// limit; the oldest go first), and exports its state; an existing stream
+// keeps its own limits, and serve says which of its flags did not apply.
+func TestStreamLimitsAndGauges(t *testing.T) {
+	srv := hgtest.RunNATS(t)
+	gw := hgtest.StartGateway(t, srv.ClientURL(), nil)
+	_, js := hgtest.Connect(t, srv.ClientURL())
+	s, err := js.Stream(context.Background(), "HOOKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := s.CachedInfo().Config
+	if sc.MaxAge != 168*time.Hour || sc.MaxBytes != -1 || sc.Discard != jetstream.DiscardOld {
+		t.Fatalf("stream limits: max age %v, max bytes %d, discard %v; want 168h, -1, old", sc.MaxAge, sc.MaxBytes, sc.Discard)
+	}
+	reg := hgtest.Registry(t, srv.ClientURL(), "")
+	is := hgtest.Issue(t, reg, auth.IssueRequest{Org: "acme", Kind: auth.KindHits, Name: "gauges"})
+	for range 3 {
+		if code, body, _ := hgtest.Post(t, gw.URL+"/v1/hits/web", is.Token, []byte(`{"n":1}`), nil); code != 202 {
+			t.Fatalf("%d %s", code, body)
+		}
+	}
+	hgtest.WaitFor(t, 10*time.Second, func() error {
+		if v := hgtest.MetricValue(t, gw.MetricsURL, "hookgate_stream_messages"); v < 3 {
+			return fmt.Errorf("hookgate_stream_messages %v", v)
+		}
+		return nil
+	})
+	if v := hgtest.MetricValue(t, gw.MetricsURL, "hookgate_stream_bytes"); v <= 0 {
+		t.Errorf("hookgate_stream_bytes %v", v)
+	}
+	if v := hgtest.MetricValue(t, gw.MetricsURL, "hookgate_stream_max_bytes"); v != -1 {
+		t.Errorf("hookgate_stream_max_bytes %v, want -1 (none)", v)
+	}
+
+	second := hgtest.StartGateway(t, srv.ClientURL(), func(c *gateway.Config) {
+		c.StreamMaxAge, c.StreamMaxBytes = time.Hour, 1<<30
+	})
+	for _, want := range []string{"--stream-max-age applies only when serve creates", "--stream-max-bytes applies only when serve creates"} {
+		if !strings.Contains(second.Logs.String(), want) {
+			t.Errorf("no warning %q in:\n%s", want, second.Logs.String())
+		}
+	}
+}
+
+// A stream JetStream will not create with serve's limits (here: more bytes
+// than its store may hold) stops the gateway with the reason, instead of
+// retrying for ever.
+func TestStreamRefusedStopsTheGateway(t *testing.T) {
+	opts := hgtest.NATSOptions(t.TempDir())
+	opts.JetStreamMaxStore = 8 << 20
+	srv := hgtest.RunNATSWith(t, opts)
+	cfg := gateway.DefaultConfig()
+	cfg.Listener, cfg.MetricsLn = hgtest.Listen(t), hgtest.Listen(t)
+	cfg.NATS.URL = srv.ClientURL()
+	cfg.StreamMaxBytes = 1 << 40
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	g, err := gateway.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "refused to create the stream") || !strings.Contains(err.Error(), "--stream-max-bytes") {
+			t.Fatalf("stopped with %v; want the refusal and what to change", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the gateway still runs with a stream JetStream will not create")
 	}
 }

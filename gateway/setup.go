@@ -28,6 +28,9 @@ func (g *Gateway) bootstrap(ctx context.Context) error {
 		if err == nil {
 			break
 		}
+		if errors.Is(err, bus.ErrStreamRefused) {
+			return fmt.Errorf("gateway: %w (lower --stream-max-bytes or give JetStream more storage)", err)
+		}
 		if attempt%20 == 0 {
 			g.log.Warn("waiting for JetStream to set up the stream and bucket", "err", err)
 		}
@@ -66,11 +69,14 @@ func (g *Gateway) ensure(ctx context.Context, js jetstream.JetStream) (jetstream
 	defer cancel()
 	stream, err := bus.EnsureStream(ctx, js, bus.StreamSpec{
 		Name: g.cfg.Stream, SubjectPrefix: g.cfg.Ingest.SubjectPrefix, Replicas: g.cfg.Replicas, Duplicates: g.cfg.DedupWindow,
+		MaxAge: g.cfg.StreamMaxAge, MaxBytes: g.cfg.StreamMaxBytes,
 	})
 	if err != nil {
 		return nil, err
 	}
-	sc := stream.CachedInfo().Config
+	info := stream.CachedInfo()
+	sc := info.Config
+	g.Metrics.SetStream(info.State.Msgs, info.State.Bytes, noLimit(sc.MaxBytes))
 	g.warnStreamDiffers(sc)
 	g.fitBroker(sc.MaxMsgSize)
 	g.followDuplicateWindow(sc.Duplicates)
@@ -88,6 +94,14 @@ func (g *Gateway) warnStreamDiffers(sc jetstream.StreamConfig) {
 	if sc.Replicas != g.cfg.Replicas {
 		g.log.Warn("the existing stream keeps its own replicas; --replicas applies only when serve creates the stream",
 			"stream", g.cfg.Stream, "replicas", sc.Replicas, "replicas_flag", g.cfg.Replicas)
+	}
+	if sc.MaxAge != max(g.cfg.StreamMaxAge, 0) {
+		g.log.Warn("the existing stream keeps its own max age; --stream-max-age applies only when serve creates the stream",
+			"stream", g.cfg.Stream, "max_age", sc.MaxAge, "stream_max_age_flag", g.cfg.StreamMaxAge)
+	}
+	if noLimit(sc.MaxBytes) != noLimit(g.cfg.StreamMaxBytes) {
+		g.log.Warn("the existing stream keeps its own max bytes; --stream-max-bytes applies only when serve creates the stream",
+			"stream", g.cfg.Stream, "max_bytes", sc.MaxBytes, "stream_max_bytes_flag", g.cfg.StreamMaxBytes)
 	}
 }
 
@@ -168,7 +182,9 @@ func (g *Gateway) findSetup(ctx context.Context, js jetstream.JetStream) (missin
 	case err != nil:
 		return "", false
 	}
-	g.followDuplicateWindow(s.CachedInfo().Config.Duplicates)
+	info := s.CachedInfo()
+	g.followDuplicateWindow(info.Config.Duplicates)
+	g.Metrics.SetStream(info.State.Msgs, info.State.Bytes, noLimit(info.Config.MaxBytes))
 	_, err = js.KeyValue(ctx, g.cfg.TokensBucket)
 	switch {
 	case errors.Is(err, jetstream.ErrBucketNotFound):
@@ -190,4 +206,12 @@ func (s bucketSource) Get(ctx context.Context, key string) (jetstream.KeyValueEn
 		return nil, errNoBucket
 	}
 	return (*kv).Get(ctx, key)
+}
+
+// noLimit writes "no byte limit" one way: -1.
+func noLimit(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }

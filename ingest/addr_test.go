@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"net"
+	"net/netip"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -13,7 +14,8 @@ func TestRemoteAddrKeysIPv6By64(t *testing.T) {
 	key := func(ip string) string {
 		var ctx fasthttp.RequestCtx
 		ctx.Init(&fasthttp.Request{}, &net.TCPAddr{IP: net.ParseIP(ip), Port: 1234}, nil)
-		return remoteAddr(&ctx).String()
+		var h Handler
+		return clientKey(h.clientAddr(&ctx)).String()
 	}
 	if a, b := key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"); a != b {
 		t.Fatalf("same /64, different keys: %s %s", a, b)
@@ -35,8 +37,53 @@ func TestConnAddressMatchesRemoteAddr(t *testing.T) {
 		tcp := &net.TCPAddr{IP: net.ParseIP(ip), Port: 4321}
 		var ctx fasthttp.RequestCtx
 		ctx.Init(&fasthttp.Request{}, tcp, nil)
-		if got, want := connAddress(tcp), remoteAddr(&ctx); got != want {
+		var h Handler
+		if got, want := connAddress(tcp), clientKey(h.clientAddr(&ctx)); got != want {
 			t.Fatalf("%s: connection counted as %s, budget kept as %s", ip, got, want)
+		}
+	}
+}
+
+func TestProxiesClient(t *testing.T) {
+	p, err := ParseProxies("10.0.0.0/8, 192.0.2.5,2001:db8::/32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.MustParseAddr
+	xff := func(vs ...string) [][]byte {
+		var out [][]byte
+		for _, v := range vs {
+			out = append(out, []byte(v))
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		name string
+		peer string
+		xff  [][]byte
+		want string
+	}{
+		{"untrusted peer: its own address, whatever it claims", "198.51.100.1", xff("203.0.113.9"), "198.51.100.1"},
+		{"trusted peer, one client", "10.1.2.3", xff("203.0.113.9"), "203.0.113.9"},
+		{"right-most untrusted wins over what the client wrote", "10.1.2.3", xff("1.1.1.1, 203.0.113.9"), "203.0.113.9"},
+		{"trusted hops are skipped", "10.1.2.3", xff("203.0.113.9, 10.9.9.9, 192.0.2.5"), "203.0.113.9"},
+		{"several headers read as one list", "10.1.2.3", xff("1.1.1.1", "203.0.113.9, 10.0.0.2"), "203.0.113.9"},
+		{"all trusted: the left-most", "10.1.2.3", xff("10.0.0.7, 10.0.0.8"), "10.0.0.7"},
+		{"no header: the proxy", "10.1.2.3", nil, "10.1.2.3"},
+		{"garbage where the client should be: the proxy", "10.1.2.3", xff("203.0.113.9, nonsense"), "10.1.2.3"},
+		{"IPv6 client", "2001:db8::1", xff("2001:db9::5"), "2001:db9::5"},
+		{"IPv4-mapped", "10.1.2.3", xff("::ffff:203.0.113.9"), "203.0.113.9"},
+		{"spaces and tabs", "10.1.2.3", xff(" 203.0.113.9 ,\t10.0.0.2 "), "203.0.113.9"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := p.client(addr(tt.peer), tt.xff); got != addr(tt.want) {
+				t.Fatalf("client(%s, %q) = %s, want %s", tt.peer, tt.xff, got, tt.want)
+			}
+		})
+	}
+	for _, bad := range []string{"10.0.0.0/33", "host.example", "10.0.0.1/8/2"} {
+		if _, err := ParseProxies(bad); err == nil {
+			t.Errorf("ParseProxies(%q) accepted", bad)
 		}
 	}
 }

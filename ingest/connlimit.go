@@ -27,6 +27,9 @@ type ConnLimits struct {
 	PerAddress int  // positive (ServerConfig.Validate)
 	Total      int  // positive (ServerConfig.Validate)
 	Plain      bool // the listener speaks plain HTTP: refusals get a reply
+	// Trusted proxies' connections count only toward Total: they carry
+	// many clients' requests.
+	Trusted Proxies
 	// Refused is called for each refused connection with the status sent.
 	Refused func(status int)
 	Logger  *slog.Logger
@@ -76,35 +79,41 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		addr := connAddress(c.RemoteAddr())
-		if status, reply := l.admit(addr); reply != nil {
+		peer := peerAddr(c.RemoteAddr())
+		addr, perAddr := clientKey(peer), !l.cfg.Trusted.trusts(peer)
+		if status, reply := l.admit(addr, perAddr); reply != nil {
 			l.refuse(c, addr, status, reply)
 			continue
 		}
-		return &limitedConn{Conn: c, l: l, addr: addr}, nil
+		return &limitedConn{Conn: c, l: l, addr: addr, perAddr: perAddr}, nil
 	}
 }
 
 // admit counts the connection in, or returns the status and reply that
 // refuse it.
-func (l *limitedListener) admit(addr netip.Addr) (int, []byte) {
+func (l *limitedListener) admit(addr netip.Addr, perAddr bool) (int, []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
 	case l.total >= l.cfg.Total:
 		return refusalBusy.status, connRefusedTotal
-	case l.open[addr] >= l.cfg.PerAddress:
+	case perAddr && l.open[addr] >= l.cfg.PerAddress:
 		return refusalRateLimited.status, connRefusedAddress
 	}
 	l.total++
-	l.open[addr]++
+	if perAddr {
+		l.open[addr]++
+	}
 	return 0, nil
 }
 
-func (l *limitedListener) release(addr netip.Addr) {
+func (l *limitedListener) release(addr netip.Addr, perAddr bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.total--
+	if !perAddr {
+		return
+	}
 	if n := l.open[addr] - 1; n > 0 {
 		l.open[addr] = n
 	} else {
@@ -170,7 +179,10 @@ func (l *limitedListener) lingerClose(c net.Conn) {
 const maxLingering = 256
 
 // connAddress is the address a connection counts against (clientKey).
-func connAddress(a net.Addr) netip.Addr {
+func connAddress(a net.Addr) netip.Addr { return clientKey(peerAddr(a)) }
+
+// peerAddr is the TCP peer's address.
+func peerAddr(a net.Addr) netip.Addr {
 	var addr netip.Addr
 	if ta, ok := a.(*net.TCPAddr); ok && ta != nil {
 		addr = ta.AddrPort().Addr()
@@ -179,19 +191,20 @@ func connAddress(a net.Addr) netip.Addr {
 			addr = ap.Addr()
 		}
 	}
-	return clientKey(addr)
+	return addr.Unmap()
 }
 
 type limitedConn struct {
 	net.Conn
-	l      *limitedListener
-	addr   netip.Addr
-	closed atomic.Bool
+	l       *limitedListener
+	addr    netip.Addr
+	perAddr bool // counted toward its address's cap (not a trusted proxy)
+	closed  atomic.Bool
 }
 
 func (c *limitedConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
-		c.l.release(c.addr)
+		c.l.release(c.addr, c.perAddr)
 	}
 	return c.Conn.Close()
 }

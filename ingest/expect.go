@@ -28,7 +28,7 @@ func (h *Handler) expect(ctx *fasthttp.RequestCtx) int {
 		h.metrics.AuthFailure(authReason)
 	}
 	h.log.Debug("request refused before its body", "status", r.status, "error", r.code, "route", req.route.String(),
-		"app", safeApp(req.app), "remote", ctx.RemoteIP().String())
+		"app", safeApp(req.app), "remote", h.clientAddr(ctx).String())
 	return r.status
 }
 
@@ -52,7 +52,7 @@ func (h *Handler) expectRefusal(ctx *fasthttp.RequestCtx, req *request) (*refusa
 	// A missing token is a 401 like any other: it spends the client's
 	// refused-token budget, and past it the answer is 429.
 	now := h.cfg.Now()
-	addr := remoteAddr(ctx)
+	addr := clientKey(h.clientAddr(ctx))
 	if over, _ := h.perAddr.Over(addr, now); over {
 		return refusalRateLimited, metrics.AuthRateLimited
 	}

@@ -67,6 +67,7 @@ type Config struct {
 	AuthFailureBurst int     // at least 1
 	MaxInFlight      int     // requests past auth at once
 	LimiterKeys      int     // max keys per limiter table; 0: 100000 (not a setting of the contract)
+	TrustedProxies   Proxies // whose connections may name their client in X-Forwarded-For
 	Now              func() time.Time
 }
 
@@ -269,7 +270,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, req *request, now time.Time) i
 func (h *Handler) authenticate(ctx *fasthttp.RequestCtx, req *request, hdrs requestHeaders, now time.Time) (*auth.Credential, int) {
 	var scratch [512]byte // a decoded Basic user:password
 	token, present := bearerOrBasic(hdrs.auth, scratch[:])
-	b := h.refusedTokenBudget(remoteAddr(ctx), now)
+	b := h.refusedTokenBudget(clientKey(h.clientAddr(ctx)), now)
 	switch {
 	case hdrs.authN > 1:
 		// Two Authorization headers: which one a proxy in front checked

@@ -141,12 +141,6 @@ func idempotencyKey(h requestHeaders) (key []byte, ok bool) {
 	return key, true
 }
 
-// remoteAddr is the client address that refused-token budgets are kept by.
-func remoteAddr(ctx *fasthttp.RequestCtx) netip.Addr {
-	addr, _ := netip.AddrFromSlice(ctx.RemoteIP())
-	return clientKey(addr)
-}
-
 // clientKey is what per-client budgets and connection caps count against:
 // the IPv4 address, or the IPv6 /64 (one host usually holds a whole /64).
 func clientKey(addr netip.Addr) netip.Addr {

@@ -66,7 +66,7 @@ func (h *Handler) refuse(ctx *fasthttp.RequestCtx, req *request, r *refusal, aut
 		level = slog.LevelInfo
 	}
 	attrs := []any{"status", r.status, "error", r.code, "route", req.route.String(),
-		"app", safeApp(req.app), "credential", req.credID, "remote", ctx.RemoteIP().String()}
+		"app", safeApp(req.app), "credential", req.credID, "remote", h.clientAddr(ctx).String()}
 	if leftOut > 0 {
 		attrs = append(attrs, "refusals_not_logged_since_last", leftOut)
 	}

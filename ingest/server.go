@@ -128,6 +128,6 @@ func (h *Handler) serveError(ctx *fasthttp.RequestCtx, err error) {
 	h.metrics.Request(rt, r.status, 0)
 	if r != refusalPayloadTooLarge {
 		// err is not logged: fasthttp quotes the raw request in it.
-		h.log.Debug("malformed request", "status", r.status, "error", r.code, "remote", ctx.RemoteIP().String())
+		h.log.Debug("malformed request", "status", r.status, "error", r.code, "remote", h.clientAddr(ctx).String())
 	}
 }

@@ -88,6 +88,9 @@ type Metrics struct {
 	cacheRequests   *prometheus.CounterVec
 	tokenEvents     *prometheus.CounterVec
 	natsConnected   prometheus.Gauge
+	streamMsgs      prometheus.Gauge
+	streamBytes     prometheus.Gauge
+	streamMaxBytes  prometheus.Gauge
 
 	// Pre-resolved children: the hot path does no label lookups.
 	reqByCode  [numRoutes]map[int]prometheus.Counter
@@ -116,6 +119,7 @@ func New(version string, opts Options) *Metrics {
 	m.Registry.MustRegister(
 		m.requests, m.requestDuration, m.authFailures, m.published, m.publishFailures,
 		m.publishDuration, m.cacheRequests, m.tokenEvents, m.natsConnected, buildInfo,
+		m.streamMsgs, m.streamBytes, m.streamMaxBytes,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -170,6 +174,18 @@ func newCollectors() *Metrics {
 		natsConnected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "hookgate_nats_connected",
 			Help: "1 while the gateway's NATS connection is up.",
+		}),
+		streamMsgs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hookgate_stream_messages",
+			Help: "Messages in the webhook stream, as last read (every few seconds).",
+		}),
+		streamBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hookgate_stream_bytes",
+			Help: "Bytes in the webhook stream, as last read (every few seconds).",
+		}),
+		streamMaxBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hookgate_stream_max_bytes",
+			Help: "The webhook stream's byte limit; -1 when it has none.",
 		}),
 	}
 }
@@ -296,6 +312,14 @@ func (m *Metrics) WatchReadiness(ready ReadyFunc) {
 		}
 		return 1
 	}))
+}
+
+// SetStream sets the stream gauges: messages, bytes and the byte limit (-1:
+// none).
+func (m *Metrics) SetStream(msgs, bytes uint64, maxBytes int64) {
+	m.streamMsgs.Set(float64(msgs))
+	m.streamBytes.Set(float64(bytes))
+	m.streamMaxBytes.Set(float64(maxBytes))
 }
 
 // SetNATSConnected sets hookgate_nats_connected.

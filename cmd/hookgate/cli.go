@@ -104,6 +104,8 @@ var defaults = kong.Vars{
 	"default_tokens_bucket":          gateway.DefaultTokensBucket,
 	"default_replicas":               strconv.Itoa(gateway.DefaultReplicas),
 	"default_dedup_window":           shortDuration(gateway.DefaultDedupWindow),
+	"default_stream_max_age":         shortDuration(gateway.DefaultStreamMaxAge),
+	"default_stream_max_bytes":       strconv.Itoa(gateway.DefaultStreamMaxBytes),
 	"default_publish_timeout":        shortDuration(gateway.DefaultPublishTimeout),
 	"default_shutdown_timeout":       shortDuration(gateway.DefaultShutdownTimeout),
 	"default_shutdown_delay":         shortDuration(gateway.DefaultShutdownDelay),
@@ -122,13 +124,15 @@ var defaults = kong.Vars{
 	"default_secret_keys":            gateway.DefaultDataDir + "/" + secretring.FileName, // the token commands'; serve's is in its --data-dir
 }
 
-// shortDuration writes d as the contract does ("2m", not Duration.String's
-// "2m0s").
+// shortDuration writes d as the contract does ("2m", "168h", not
+// Duration.String's "2m0s", "168h0m0s").
 func shortDuration(d time.Duration) string {
 	s := d.String()
-	s, _ = strings.CutSuffix(s, "m0s")
-	if s != d.String() {
-		s += "m"
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
 	}
 	return s
 }

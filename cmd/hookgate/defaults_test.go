@@ -27,6 +27,7 @@ func TestServeDefaultsAreTheLibrarys(t *testing.T) {
 		Listen: s.Listen, MetricsListen: s.MetricsListen, DataDir: s.DataDir, EmbeddedListen: s.EmbeddedNatsListen,
 		Stream: s.Stream, TokensBucket: s.TokensBucket, Replicas: s.Replicas, DedupWindow: s.DedupWindow,
 		PublishTimeout: s.PublishTimeout, ShutdownTimeout: s.ShutdownTimeout, ShutdownDelay: s.ShutdownDelay,
+		StreamMaxAge: s.StreamMaxAge, StreamMaxBytes: s.StreamMaxBytes,
 	}
 	got.Ingest.SubjectPrefix, got.Ingest.MaxBody, got.Ingest.MaxInFlight = s.SubjectPrefix, s.MaxBody, s.MaxInFlight
 	got.Ingest.RateLimit, got.Ingest.RateBurst = s.RateLimit, s.RateBurst

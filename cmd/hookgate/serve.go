@@ -74,6 +74,8 @@ type serveCmd struct {
 	EmbeddedNatsListen string `name:"embedded-nats-listen" default:"${default_embedded_listen}" help:"Where the embedded NATS server listens, for the CLI and consumers. It has no auth: keep it on loopback."`
 	natsNames
 	DedupWindow          time.Duration `default:"${default_dedup_window}" help:"The stream's duplicate window when serve creates it: the Idempotency-Key horizon; the gateway re-sends an unacknowledged publish only in the first half of the stream's window."`
+	StreamMaxAge         time.Duration `default:"${default_stream_max_age}" help:"The stream's max age when serve creates it: older webhooks are removed (0: none)."`
+	StreamMaxBytes       int64         `default:"${default_stream_max_bytes}" help:"The stream's size limit in bytes when serve creates it: past it the oldest webhooks are removed (0 or -1: none)."`
 	MaxBody              int           `default:"${default_max_body}" help:"Largest accepted body, bytes."`
 	PublishTimeout       time.Duration `default:"${default_publish_timeout}" help:"Longest wait for the JetStream ack before 503."`
 	ReadTimeout          time.Duration `default:"${default_read_timeout}" help:"Longest a client may take to send one whole request."`
@@ -89,6 +91,7 @@ type serveCmd struct {
 	RateBurst            int           `default:"0" help:"Burst per credential (0 with --rate-limit: one second's worth, at least 1)."`
 	AuthFailureRate      float64       `default:"${default_auth_failure_rate}" help:"Refused-token requests per second per client address (0: off)."`
 	AuthFailureBurst     int           `default:"${default_auth_failure_burst}" help:"Burst of refused-token requests per client address."`
+	TrustedProxies       string        `name:"trusted-proxies" default:"" placeholder:"CIDRS" help:"Comma-separated CIDRs or addresses of proxies in front (an Ingress, a load balancer): for their connections the client is the right-most X-Forwarded-For address not itself trusted. Empty: the TCP peer is the client."`
 	TLSCert              string        `name:"tls-cert" placeholder:"FILE" help:"Serve webhooks over TLS with this certificate (PEM, with --tls-key)."`
 	TLSKey               string        `name:"tls-key" placeholder:"FILE" help:"Private key of --tls-cert (PEM)."`
 	PerAppMetrics        bool          `help:"Count stored webhooks per organization, application and kind (hookgate_app_webhooks_total)."`
@@ -118,6 +121,10 @@ func (c *serveCmd) Run(e *env) error {
 			memLimit = []any{"container_bytes", containerMax, "limit_bytes", limit}
 		}
 	}
+	proxies, err := ingest.ParseProxies(c.TrustedProxies)
+	if err != nil {
+		return usageError{err}
+	}
 	cfg := gateway.Config{
 		Listen:          c.Listen,
 		MetricsListen:   c.MetricsListen,
@@ -128,6 +135,8 @@ func (c *serveCmd) Run(e *env) error {
 		TokensBucket:    c.TokensBucket,
 		Replicas:        c.Replicas,
 		DedupWindow:     c.DedupWindow,
+		StreamMaxAge:    c.StreamMaxAge,
+		StreamMaxBytes:  c.StreamMaxBytes,
 		PublishTimeout:  c.PublishTimeout,
 		ShutdownTimeout: c.ShutdownTimeout,
 		ShutdownDelay:   c.ShutdownDelay,
@@ -140,6 +149,7 @@ func (c *serveCmd) Run(e *env) error {
 			AuthFailureRate:  c.AuthFailureRate,
 			AuthFailureBurst: c.AuthFailureBurst,
 			MaxInFlight:      c.MaxInFlight,
+			TrustedProxies:   proxies,
 		},
 		Server: ingest.ServerConfig{
 			ReadTimeout:   c.ReadTimeout,
