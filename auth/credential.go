@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hookgate/hookgate/signature"
 	"regexp"
 	"time"
 
@@ -58,6 +59,10 @@ type Credential struct {
 	// a grace period, latest first. Only in memory, never serialized; nil
 	// on every other credential.
 	Secrets [][]byte `json:"-"`
+	// Keys are Secrets prepared for verifying signatures (signature.NewKey,
+	// made once when the record is unsealed, not per request), in the same
+	// order; a secret that cannot key a MAC has none.
+	Keys []*signature.Key `json:"-"`
 }
 
 // SealedSecret is a signing secret sealed with the key ring: the record's

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/hookgate/hookgate/signature"
 	"log/slog"
 	"slices"
 	"strings"
@@ -547,10 +548,17 @@ func (r *idRecord) unseal(u Unsealer) *opened {
 			o.previous = append(o.previous, p)
 		}
 	}
+	// keys[i] is secrets[i]'s, or nil for one that cannot key a MAC (the
+	// Registry refuses such secrets; a platform's own record may hold one).
+	keys := make([]*signature.Key, len(secrets))
+	for i, sec := range secrets {
+		keys[i], _ = signature.NewKey(sec)
+	}
 	o.variants = make([]*Credential, len(secrets))
 	for i := range secrets {
 		c := r.rec.Credential
 		c.Secrets = secrets[: i+1 : i+1]
+		c.Keys = slices.DeleteFunc(slices.Clone(keys[:i+1]), func(k *signature.Key) bool { return k == nil })
 		o.variants[i] = &c
 	}
 	return o

@@ -68,6 +68,10 @@ type Config struct {
 	Cache           auth.StoreConfig
 	Metrics         metrics.Options
 
+	// SecretKeys is the key ring file that unseals signing secrets; "":
+	// secret-keys in DataDir.
+	SecretKeys string
+
 	TLSCert string // webhook listener certificate (PEM); with TLSKey
 	TLSKey  string
 

@@ -24,6 +24,8 @@ const (
 	hdrCredential     = "Hook-Credential"
 	hdrMsgID          = "Nats-Msg-Id"
 	hdrIdempotencyKey = "Hook-Idempotency-Key"
+	hdrAuth           = "Hook-Auth"  // how a sender that cannot send Authorization authenticated
+	hdrEvent          = "Hook-Event" // the sender's own event name
 )
 
 // HeaderAllowance is what the gateway's own NATS headers can add to a body:
@@ -45,6 +47,8 @@ func (h *Handler) publish(ctx *fasthttp.RequestCtx, req *request, cred *auth.Cre
 		msgID = scopedMsgID(cred.Org, app, req.kind, idemKey)
 	}
 	out.setHeaders(cred.ID, idemKey, msgID)
+	out.set(hdrAuth, out.auth, req.hookAuth)
+	out.set(hdrEvent, out.event, string(req.event))
 	out.msg.Subject = subject
 	// The body itself, not a copy: the publisher is done with the message
 	// when Publish returns, and the body lives until this handler returns.
@@ -85,13 +89,25 @@ type outMsg struct {
 	msg         nats.Msg
 	cred        []string
 	msgID, idem []string
+	auth, event []string
 }
 
 var msgPool = sync.Pool{New: func() any {
-	o := &outMsg{cred: make([]string, 1), msgID: make([]string, 1), idem: make([]string, 1)}
+	o := &outMsg{cred: make([]string, 1), msgID: make([]string, 1), idem: make([]string, 1), auth: make([]string, 1), event: make([]string, 1)}
 	o.msg.Header = nats.Header{hdrCredential: o.cred}
 	return o
 }}
+
+// set sets header key to value through its reusable slice, or removes it
+// when value is empty.
+func (o *outMsg) set(key string, slot []string, value string) {
+	if value == "" {
+		delete(o.msg.Header, key)
+		return
+	}
+	slot[0] = value
+	o.msg.Header[key] = slot
+}
 
 // setHeaders sets the message's headers: the credential, and with a key the
 // key and its Nats-Msg-Id.

@@ -41,6 +41,7 @@ type cli struct {
 type env struct {
 	ctx    context.Context // ends at the first SIGTERM or SIGINT
 	hurry  <-chan struct{} // closes at the second; nil: never
+	hup    <-chan struct{} // a SIGHUP: serve re-reads its key ring; nil: none
 	getenv func(string) string
 	stdout io.Writer
 	stderr io.Writer
@@ -51,11 +52,12 @@ type exitPanic struct{ code int }
 
 // run parses args and runs the command; it returns the process's exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (code int) {
-	return runHurried(ctx, nil, args, getenv, stdout, stderr)
+	return runSignalled(ctx, nil, nil, args, getenv, stdout, stderr)
 }
 
-// runHurried is run with a second signal: hurry closes when it comes.
-func runHurried(ctx context.Context, hurry <-chan struct{}, args []string, getenv func(string) string, stdout, stderr io.Writer) (code int) {
+// runSignalled is run with the process's other signals: hurry closes at a
+// second SIGTERM or SIGINT, hup gets each SIGHUP.
+func runSignalled(ctx context.Context, hurry, hup <-chan struct{}, args []string, getenv func(string) string, stdout, stderr io.Writer) (code int) {
 	var c cli
 	parser, err := newParser(&c, stdout, stderr, getenv)
 	if err != nil {
@@ -78,7 +80,7 @@ func runHurried(ctx context.Context, hurry <-chan struct{}, args []string, geten
 		}
 		return exitUsage
 	}
-	if err := kctx.Run(&env{ctx: ctx, hurry: hurry, getenv: getenv, stdout: stdout, stderr: stderr}); err != nil {
+	if err := kctx.Run(&env{ctx: ctx, hurry: hurry, hup: hup, getenv: getenv, stdout: stdout, stderr: stderr}); err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "hookgate: %v\n", err)
