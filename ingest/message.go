@@ -48,7 +48,7 @@ func (h *Handler) publish(ctx *fasthttp.RequestCtx, req *request, cred *auth.Cre
 	}
 	out.setHeaders(cred.ID, idemKey, msgID)
 	out.set(hdrAuth, out.auth, req.hookAuth)
-	out.set(hdrEvent, out.event, string(req.event))
+	out.set(hdrEvent, out.event, eventNames.intern(req.event))
 	out.msg.Subject = subject
 	// The body itself, not a copy: the publisher is done with the message
 	// when Publish returns, and the body lives until this handler returns.
@@ -81,6 +81,36 @@ func (h *Handler) publish(ctx *fasthttp.RequestCtx, req *request, cred *auth.Cre
 	b = append(b, '}')
 	ctx.SetBody(b) // copies
 	return fasthttp.StatusAccepted
+}
+
+// internTable hands out one string per distinct event name, so that the
+// Hook-Event of a request costs no allocation once its name was seen: senders
+// use a few dozen names. It holds at most max; past that, each is allocated.
+type internTable struct {
+	mu  sync.RWMutex
+	m   map[string]string
+	max int
+}
+
+var eventNames = internTable{m: map[string]string{}, max: 1000}
+
+func (t *internTable) intern(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	t.mu.RLock()
+	s, ok := t.m[string(b)] // no allocation for the lookup
+	t.mu.RUnlock()
+	if ok {
+		return s
+	}
+	s = string(b)
+	t.mu.Lock()
+	if len(t.m) < t.max {
+		t.m[s] = s
+	}
+	t.mu.Unlock()
+	return s
 }
 
 // outMsg is a reusable outgoing message: its header map and value slices are
