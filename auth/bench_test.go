@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookgate/hookgate/secretring"
 )
 
 // benchSource is an in-memory Source for micro benchmarks: a map of bucket
@@ -135,4 +137,50 @@ func BenchmarkHashToken(b *testing.B) {
 		h = HashToken(t)
 	}
 	_ = h
+}
+
+// BenchmarkLookupByIDHit is the per-request cost of finding a signed
+// request's credential and its unsealed secret in memory.
+func BenchmarkLookupByIDHit(b *testing.B) {
+	ring, err := secretring.Parse([]byte("k1 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"), "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok, err := NewToken(KindHits)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := HashToken([]byte(tok))
+	sealed, err := ring.Seal("0123456789abcdef", []byte("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cred := Credential{ID: "0123456789abcdef", Org: "acme", Kind: KindHits, Name: "bench", Version: 1, CreatedAt: time.Now().UTC(), Signing: &sealed}
+	tokData, _ := json.Marshal(cred)
+	recData, _ := json.Marshal(Record{Credential: cred, TokenSHA256: h.String()})
+	s, err := NewStore(benchSource{TokenKey(h): tokData, CredentialKey(cred.ID): recData}, nil, StoreConfig{Unsealer: ring})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(s.Close)
+	id := []byte(cred.ID)
+	ctx := context.Background()
+	if _, err := s.LookupByID(ctx, id); err != nil {
+		b.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !s.KnownID(id) {
+		if time.Now().After(deadline) {
+			b.Fatal("the cache never took the credential")
+		}
+		s.cache.Wait()
+		time.Sleep(time.Millisecond)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if c, err := s.LookupByID(ctx, id); err != nil || len(c.Secrets) != 1 {
+			b.Fatal(err)
+		}
+	}
 }

@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hookgate/hookgate/signature"
 	"regexp"
 	"time"
+
+	"github.com/hookgate/hookgate/secretring"
 )
 
 // Kind is the kind of webhook a credential may post.
@@ -47,12 +50,63 @@ type Credential struct {
 	Version   int64      `json:"version"`
 	CreatedAt time.Time  `json:"created_at"`
 	ExpiresAt *time.Time `json:"expires_at"`
+	// Signing is the credential's signing secret, sealed with the key ring;
+	// nil when it has none.
+	Signing *SealedSecret `json:"signing,omitempty"`
+
+	// Secrets are the unsealed signing secrets of a credential that
+	// Store.LookupByID returned: the current one first, then those still in
+	// a grace period, latest first. Only in memory, never serialized; nil
+	// on every other credential.
+	Secrets [][]byte `json:"-"`
+	// Keys are Secrets prepared for verifying signatures (signature.NewKey,
+	// made once when the record is unsealed, not per request), in the same
+	// order; a secret that cannot key a MAC has none.
+	Keys []*signature.Key `json:"-"`
 }
 
-// Record is the management form of a credential kept under cred.<id>.
+// SealedSecret is a signing secret sealed with the key ring: the record's
+// "signing" field, {"key": "<key id>", "sealed": "<base64url>"}, with the
+// credential's id as additional authenticated data.
+type SealedSecret = secretring.Sealed
+
+// Record is the management form of a credential kept under cred.<id>. It is
+// also where a gateway finds a signed request's credential, by id.
 type Record struct {
 	Credential
 	TokenSHA256 string `json:"token_sha256"`
+	// Previous are the credential's earlier versions whose token and
+	// signing secret still work for a grace period (token rotate --grace):
+	// their tok. records stay, with expires_at at the end of the grace.
+	// A gateway finds a signed request's older secret here, since the
+	// request names only the credential's id. Entries past their expires_at
+	// count for nothing, and token commands remove them.
+	Previous []Previous `json:"previous,omitempty"`
+}
+
+// Previous is an earlier version of a credential in its grace period.
+type Previous struct {
+	Version     int64         `json:"version"`
+	Name        string        `json:"name"`
+	TokenSHA256 string        `json:"token_sha256"`
+	Signing     *SealedSecret `json:"signing,omitempty"`
+	ExpiresAt   time.Time     `json:"expires_at"` // the end of the grace period
+}
+
+// ParseRecord decodes and validates the value of a cred.<id> key, as a
+// gateway needs it: a valid credential and its token's hash.
+func ParseRecord(data []byte) (*Record, error) {
+	var r Record
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("auth: credential record: %w", err)
+	}
+	if err := r.Validate(); err != nil {
+		return nil, fmt.Errorf("auth: credential record %q: %w", r.ID, err)
+	}
+	if _, err := ParseHash(r.TokenSHA256); err != nil {
+		return nil, fmt.Errorf("auth: credential record %q: token_sha256: %w", r.ID, err)
+	}
+	return &r, nil
 }
 
 // ValidName reports whether s may name an organization or application: it
@@ -66,7 +120,7 @@ func ValidName(s []byte) bool { return validIdent(s, 63) }
 // Hook-Credential header, logs and the management key cred.<id>, so it keeps
 // to the characters of a NATS key-value key, without its separators, and to
 // 256 bytes.
-func ValidRecordID(s string) bool {
+func ValidRecordID[T ~string | ~[]byte](s T) bool {
 	if len(s) == 0 || len(s) > 256 {
 		return false
 	}

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/hookgate/hookgate/signature"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +23,12 @@ var ErrInvalidToken = errors.New("auth: invalid token")
 
 // ErrUnavailable is returned when the bucket could not be read to decide.
 var ErrUnavailable = errors.New("auth: credentials unavailable")
+
+// ErrInvalidSigningCredential is returned by LookupByID for a credential id
+// that cannot verify a signature: unknown, expired, revoked, rotated away,
+// without a signing secret, or with one that cannot be unsealed. One answer
+// for all, as the contract's invalid_signature is.
+var ErrInvalidSigningCredential = errors.New("auth: no valid signing credential")
 
 // Source reads one key of the credentials bucket. jetstream.KeyValue
 // implements it. It must be safe to call concurrently.
@@ -54,12 +62,17 @@ type StoreConfig struct {
 	// behind the bucket; default 500ms, so that a revoke holds within the
 	// contract's second even when the watch stalls. See Watch.
 	StaleAfter time.Duration
-	Now        func() time.Time
-	Logger     *slog.Logger // trust changes; if nil, not logged
+	// Unsealer opens the signing secrets of the credentials that LookupByID
+	// finds (a *secretring.File, which serve re-reads on SIGHUP); nil: none
+	// opens, and no signed request verifies.
+	Unsealer Unsealer
+	Now      func() time.Time
+	Logger   *slog.Logger // trust changes; if nil, not logged
 }
 
-// Store answers "which credential does this token hash belong to?" from a
-// ristretto cache in front of the bucket, kept current by Apply.
+// Store answers "which credential does this token hash belong to?" and, for
+// signed requests, "which signing credential has this id?" from a ristretto
+// cache in front of the bucket, kept current by Apply.
 //
 // Ordering: ristretto's Set is asynchronous and may be dropped, so the cache is
 // never the authority. Every event Apply receives is also kept for a while in
@@ -67,6 +80,17 @@ type StoreConfig struct {
 // under mu and only when no newer event for the hash was applied meanwhile.
 // Because Apply's Del is queued behind any Set that went in before it, no fill
 // can land after the delete that should have removed it.
+//
+// Credentials by id follow the same rules: their entries and events live in
+// the same cache and event memory, under idKey(id) (a hash that no token can
+// have), fed by the cred.<id> events and filled from the cred.<id> record.
+// Such an entry holds the credential with its signing secrets unsealed, so a
+// warm signed request costs neither a bucket read nor an unseal; unsealed
+// secrets exist only there, in memory. A credential found by id is valid only
+// while the tok. record of its current token is (looked up like any token):
+// deleting either cred.<id> or that tok. key revokes its signatures, with the
+// token's own ordering guarantees. A secret in a grace period (Record.Previous)
+// is valid while its own tok. record is and its end has not passed.
 //
 // Staleness: the cache is only as current as the watch. When the watch may
 // have missed events (NATS disconnected, or the watch lagging behind the
@@ -88,15 +112,19 @@ type Store struct {
 	trusted atomic.Bool   // false: every lookup reads the bucket
 }
 
+// entry is what the cache holds for one key: a token hash (cred) or a
+// credential id (id, under idKey).
 type entry struct {
 	hash  Hash
-	cred  *Credential // nil: known unknown
+	cred  *Credential // a tok. key's credential; nil: known unknown
+	id    *idRecord   // a cred.<id> key's signing credential; nil: none
 	epoch uint64
 }
 
 type event struct {
 	rev   uint64
 	cred  *Credential // nil: deleted
+	id    *idRecord   // nil: deleted, or not a signing credential
 	at    time.Time
 	epoch uint64
 }
@@ -178,12 +206,12 @@ func cacheKey(h Hash) uint64 { return binary.LittleEndian.Uint64(h[:8]) }
 // or ErrUnavailable when the bucket could not be read. A cache hit does not
 // allocate.
 func (s *Store) Lookup(ctx context.Context, h Hash) (*Credential, error) {
-	if cred, ok := s.cached(h); ok {
+	if cred, _, ok := s.cached(h); ok {
 		s.obs.CacheLookup(true)
 		return s.valid(cred)
 	}
 	s.obs.CacheLookup(false)
-	cred, err := s.fill(ctx, h)
+	cred, _, err := s.fill(ctx, h, TokenKey(h), decodeToken)
 	if err != nil {
 		return nil, err
 	}
@@ -193,8 +221,97 @@ func (s *Store) Lookup(ctx context.Context, h Hash) (*Credential, error) {
 // Known reports whether h is cached as a valid credential, without reading the
 // bucket. Rate limiting uses it to let known-good tokens through.
 func (s *Store) Known(h Hash) bool {
-	cred, ok := s.cached(h)
+	cred, _, ok := s.cached(h)
 	return ok && cred != nil && !cred.Expired(s.cfg.Now())
+}
+
+// LookupByID returns the credential named id (a signed request's
+// ?credential=) with its unsealed signing secrets in Secrets (the current one
+// first, then those in a grace period), ErrInvalidSigningCredential, or
+// ErrUnavailable when the bucket could not be read. Memory answers while
+// the store is trusted; otherwise, or on a miss, the cred.<id> record is
+// read. A warm lookup reads nothing, unseals nothing and does not allocate.
+// The returned credential is shared: do not change it.
+func (s *Store) LookupByID(ctx context.Context, id []byte) (*Credential, error) {
+	if !ValidRecordID(id) {
+		return nil, ErrInvalidSigningCredential
+	}
+	k := idKey(id)
+	if _, r, ok := s.cached(k); ok {
+		s.obs.CacheLookup(true)
+		return s.signer(ctx, r)
+	}
+	s.obs.CacheLookup(false)
+	sid := string(id)
+	_, r, err := s.fill(ctx, k, CredentialKey(sid), func(v []byte) (*Credential, *idRecord) { return nil, s.decodeID(sid, v) })
+	if err != nil {
+		return nil, err
+	}
+	return s.signer(ctx, r)
+}
+
+// KnownID reports whether memory holds id as a valid signing credential,
+// without reading the bucket: while a client is over its refused-token
+// budget, only such a credential may still be checked.
+func (s *Store) KnownID(id []byte) bool {
+	if !ValidRecordID(id) {
+		return false
+	}
+	_, r, ok := s.cached(idKey(id))
+	if !ok || r == nil || r.open == nil {
+		return false
+	}
+	now := s.cfg.Now()
+	if r.rec.Expired(now) {
+		return false
+	}
+	cred, _, ok := s.cached(r.token)
+	return ok && cred != nil && !cred.Expired(now) && cred.ID == r.rec.ID && cred.Org == r.rec.Org && cred.App == r.rec.App && cred.Kind == r.rec.Kind
+}
+
+// signer is LookupByID's answer for what memory or the bucket said of an id.
+func (s *Store) signer(ctx context.Context, r *idRecord) (*Credential, error) {
+	now := s.cfg.Now()
+	if r == nil || r.rec.Expired(now) {
+		return nil, ErrInvalidSigningCredential
+	}
+	o := r.open
+	if o == nil {
+		// It did not unseal when it was read: try again, the ring may
+		// have been re-read since (kept nowhere: the next event or fill
+		// keeps the result).
+		if o = r.unseal(s.cfg.Unsealer); o == nil {
+			return nil, ErrInvalidSigningCredential
+		}
+	}
+	if err := s.tokenLive(ctx, r.token, &r.rec.Credential, now); err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, p := range o.previous {
+		if !now.Before(p.until) || s.tokenLive(ctx, p.token, &r.rec.Credential, now) != nil {
+			break // latest first: the older ones end no later
+		}
+		n++
+	}
+	return o.variants[n], nil
+}
+
+// tokenLive checks that the tok. record of h is valid, as Lookup would (not
+// counted as a token lookup), and is of the same credential as want: id,
+// organization, application and kind.
+func (s *Store) tokenLive(ctx context.Context, h Hash, want *Credential, now time.Time) error {
+	cred, _, ok := s.cached(h)
+	if !ok {
+		var err error
+		if cred, _, err = s.fill(ctx, h, TokenKey(h), decodeToken); err != nil {
+			return err
+		}
+	}
+	if cred == nil || cred.Expired(now) || cred.ID != want.ID || cred.Org != want.Org || cred.App != want.App || cred.Kind != want.Kind {
+		return ErrInvalidSigningCredential
+	}
+	return nil
 }
 
 func (s *Store) valid(cred *Credential) (*Credential, error) {
@@ -204,10 +321,11 @@ func (s *Store) valid(cred *Credential) (*Credential, error) {
 	return cred, nil
 }
 
-// cached returns what memory knows of h: ok is false when only the bucket can tell.
-func (s *Store) cached(h Hash) (cred *Credential, ok bool) {
+// cached returns what memory knows of h: ok is false when only the bucket can
+// tell. For a token hash it is cred; for an idKey, id.
+func (s *Store) cached(h Hash) (cred *Credential, id *idRecord, ok bool) {
 	if !s.trusted.Load() {
-		return nil, false
+		return nil, nil, false
 	}
 	epoch := s.epoch.Load()
 	if s.recentN.Load() > 0 {
@@ -215,63 +333,94 @@ func (s *Store) cached(h Hash) (cred *Credential, ok bool) {
 		ev, found := s.recent[h]
 		s.mu.RUnlock()
 		if found && ev.epoch == epoch {
-			return ev.cred, true
+			return ev.cred, ev.id, true
 		}
 	}
 	e, found := s.cache.Get(cacheKey(h))
 	if !found || e.hash != h || e.epoch != epoch {
-		return nil, false
+		return nil, nil, false
 	}
-	return e.cred, true
+	return e.cred, e.id, true
 }
 
-func (s *Store) fill(ctx context.Context, h Hash) (*Credential, error) {
+// decodeToken reads a tok. record; nil when it makes no token valid.
+func decodeToken(v []byte) (*Credential, *idRecord) {
+	c, err := ParseCredential(v)
+	if err != nil {
+		return nil, nil
+	}
+	return c, nil
+}
+
+// fill reads key (the bucket key of h) and caches what decode makes of it,
+// unless an event at least as new was applied meanwhile: then the event is
+// the answer.
+func (s *Store) fill(ctx context.Context, h Hash, key string, decode func([]byte) (*Credential, *idRecord)) (*Credential, *idRecord, error) {
 	// Events applied in earlier epochs are older than this read.
 	epoch := s.epoch.Load()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.LookupTimeout)
 	defer cancel()
 	var (
 		cred *Credential
+		id   *idRecord
 		rev  uint64
 	)
-	kve, err := s.src.Get(ctx, TokenKey(h))
+	kve, err := s.src.Get(ctx, key)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 	case err != nil:
-		return nil, fmt.Errorf("%w: read token key: %w", ErrUnavailable, err)
+		what := "token key"
+		if strings.HasPrefix(key, CredentialKeyPrefix) {
+			what = "credential record"
+		}
+		return nil, nil, fmt.Errorf("%w: read %s: %w", ErrUnavailable, what, err)
 	default:
 		rev = kve.Revision()
-		if c, perr := ParseCredential(kve.Value()); perr == nil {
-			cred = c
-		}
+		cred, id = decode(kve.Value())
 	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.trusted.Load() || s.epoch.Load() != epoch {
-		return cred, nil // the bucket's answer, kept nowhere
+		return cred, id, nil // the bucket's answer, kept nowhere
 	}
 	if ev, ok := s.recent[h]; ok && ev.rev >= rev {
 		// The watch applied an event at least as new as what we read (a
 		// replica's direct get may lag). Revisions order events across
 		// epochs too: the watch applies them in order. The event is the
 		// answer, and what the cache keeps.
-		cred = ev.cred
+		cred, id = ev.cred, ev.id
 	}
 	ttl := s.cfg.PositiveTTL
-	if cred == nil {
+	if cred == nil && id == nil {
 		ttl = s.cfg.NegativeTTL
 	}
-	s.cache.SetWithTTL(cacheKey(h), &entry{hash: h, cred: cred, epoch: epoch}, 1, ttl)
-	return cred, nil
+	s.cache.SetWithTTL(cacheKey(h), &entry{hash: h, cred: cred, id: id, epoch: epoch}, 1, ttl)
+	return cred, id, nil
 }
 
-// Apply records one event of the bucket's tok. keys, in revision order. A put
-// whose value does not parse makes the token invalid and is counted.
+// Apply records one event of the bucket's tok. and cred.<id> keys, in
+// revision order. A tok. put whose value does not parse makes the token
+// invalid and is counted; a cred.<id> put that is no valid signing
+// credential makes none (not counted: the token events are the tok. keys').
 func (s *Store) Apply(key string, op jetstream.KeyValueOp, value []byte, rev uint64) {
-	if !strings.HasPrefix(key, TokenKeyPrefix) {
-		return // cred.<id> and anything else: not the cache's business
+	switch {
+	case strings.HasPrefix(key, TokenKeyPrefix):
+		s.applyToken(key, op, value, rev)
+	case strings.HasPrefix(key, CredentialKeyPrefix):
+		id := key[len(CredentialKeyPrefix):]
+		if !ValidRecordID(id) {
+			return // no signed request can name it
+		}
+		var r *idRecord
+		if op == jetstream.KeyValuePut {
+			r = s.decodeID(id, value)
+		}
+		s.remember(idKey([]byte(id)), nil, r, rev)
 	}
+}
+
+func (s *Store) applyToken(key string, op jetstream.KeyValueOp, value []byte, rev uint64) {
 	h, err := ParseHash(key[len(TokenKeyPrefix):])
 	if err != nil {
 		s.obs.TokenEvent(EventInvalid)
@@ -287,14 +436,19 @@ func (s *Store) Apply(key string, op jetstream.KeyValueOp, value []byte, rev uin
 	} else {
 		s.obs.TokenEvent(EventDelete)
 	}
+	s.remember(h, cred, nil, rev)
+}
 
+// remember applies one event: it overrides the cache for a while (recent),
+// and the cache takes it (a put) or forgets the key (anything else).
+func (s *Store) remember(h Hash, cred *Credential, id *idRecord, rev uint64) {
 	now := s.cfg.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	epoch := s.epoch.Load()
-	s.recent[h] = event{rev: rev, cred: cred, at: now, epoch: epoch}
-	if cred != nil {
-		s.cache.SetWithTTL(cacheKey(h), &entry{hash: h, cred: cred, epoch: epoch}, 1, s.cfg.PositiveTTL)
+	s.recent[h] = event{rev: rev, cred: cred, id: id, at: now, epoch: epoch}
+	if cred != nil || id != nil {
+		s.cache.SetWithTTL(cacheKey(h), &entry{hash: h, cred: cred, id: id, epoch: epoch}, 1, s.cfg.PositiveTTL)
 	} else {
 		s.cache.Del(cacheKey(h))
 	}
@@ -321,6 +475,93 @@ func (s *Store) pruneLocked(now time.Time) {
 			delete(s.recent, h)
 		}
 	}
+}
+
+// idKey is the cache and event key of credential id: the SHA-256 of a NUL
+// byte and cred.<id>, which no token's hash can be (a token is visible
+// ASCII). id is at most 256 bytes (ValidRecordID); it does not allocate.
+func idKey(id []byte) Hash {
+	var buf [1 + len(CredentialKeyPrefix) + 256]byte
+	b := append(buf[:0], 0)
+	b = append(b, CredentialKeyPrefix...)
+	return Sum256(append(b, id...))
+}
+
+// idRecord is what memory keeps of a signing credential's cred.<id> record.
+type idRecord struct {
+	rec      *Record
+	token    Hash    // the current token: its tok. record must be valid
+	previous []grace // in a grace period, latest end first
+	open     *opened // its secrets unsealed; nil when the current one did not unseal
+}
+
+// grace is an earlier version's secret, valid until its end.
+type grace struct {
+	token  Hash
+	until  time.Time
+	sealed SealedSecret
+}
+
+// opened are a record's unsealed secrets, as LookupByID returns them.
+type opened struct {
+	previous []grace       // those whose secret unsealed, latest end first
+	variants []*Credential // variants[i]: Secrets are the current one and previous[:i]'s
+}
+
+// decodeID reads the cred.<id> record of id: nil unless it is a valid
+// credential with that id, a token and a signing secret.
+func (s *Store) decodeID(id string, value []byte) *idRecord {
+	rec, err := ParseRecord(value)
+	if err != nil || rec.ID != id || rec.Signing == nil {
+		return nil
+	}
+	r := &idRecord{rec: rec}
+	r.token, _ = ParseHash(rec.TokenSHA256) // ParseRecord checked it
+	for _, p := range rec.Previous {
+		h, err := ParseHash(p.TokenSHA256)
+		if err != nil || p.Signing == nil {
+			continue
+		}
+		r.previous = append(r.previous, grace{token: h, until: p.ExpiresAt, sealed: *p.Signing})
+	}
+	slices.SortStableFunc(r.previous, func(a, b grace) int { return b.until.Compare(a.until) })
+	r.open = r.unseal(s.cfg.Unsealer)
+	return r
+}
+
+// unseal opens the record's secrets with u: nil when the current one does
+// not open. A previous secret that does not open is left out.
+func (r *idRecord) unseal(u Unsealer) *opened {
+	if u == nil {
+		return nil
+	}
+	id := r.rec.ID
+	cur, err := u.Unseal(id, *r.rec.Signing)
+	if err != nil {
+		return nil
+	}
+	o := &opened{}
+	secrets := [][]byte{cur}
+	for _, p := range r.previous {
+		if sec, err := u.Unseal(id, p.sealed); err == nil {
+			secrets = append(secrets, sec)
+			o.previous = append(o.previous, p)
+		}
+	}
+	// keys[i] is secrets[i]'s, or nil for one that cannot key a MAC (the
+	// Registry refuses such secrets; a platform's own record may hold one).
+	keys := make([]*signature.Key, len(secrets))
+	for i, sec := range secrets {
+		keys[i], _ = signature.NewKey(sec)
+	}
+	o.variants = make([]*Credential, len(secrets))
+	for i := range secrets {
+		c := r.rec.Credential
+		c.Secrets = secrets[: i+1 : i+1]
+		c.Keys = slices.DeleteFunc(slices.Clone(keys[:i+1]), func(k *signature.Key) bool { return k == nil })
+		o.variants[i] = &c
+	}
+	return o
 }
 
 type nopObserver struct{}

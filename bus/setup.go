@@ -90,6 +90,10 @@ func EnsureBucket(ctx context.Context, js jetstream.JetStream, name string, repl
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(replicas, 1),
+		// Per-key TTLs: NATS itself removes a rotated token's record when its
+		// grace period ends (the Registry writes it with a TTL), leaving a
+		// marker the watch applies as a delete. Needs nats-server 2.11+.
+		LimitMarkerTTL: time.Minute,
 	})
 	if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return js.KeyValue(ctx, name)

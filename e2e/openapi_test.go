@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +18,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -30,6 +34,8 @@ import (
 	"github.com/hookgate/hookgate/auth"
 	"github.com/hookgate/hookgate/gateway"
 	"github.com/hookgate/hookgate/internal/hgtest"
+	"github.com/hookgate/hookgate/secretring"
+	"github.com/hookgate/hookgate/signature"
 )
 
 const openAPIFile = "../api/openapi.yaml"
@@ -53,17 +59,79 @@ func loadOpenAPI(t *testing.T) *openapi3.T {
 	return doc
 }
 
-// authenticate stands in for the gateway's token check, which the document
-// cannot express: it accepts any credentials sent in the scheme's form, and
-// refuses a request that does not use the scheme at all, as the document's
-// security requirement (bearer or basic) says.
+// authenticate stands in for the gateway's credential check, which the
+// document cannot express: it accepts any credentials sent in the scheme's
+// form, and refuses a request that does not use the scheme at all, as the
+// document's security requirement (bearer, basic, gitlabToken or signed)
+// says. A signed request is the credential query parameter together with a
+// signature header.
 func authenticate(_ context.Context, in *openapi3filter.AuthenticationInput) error {
-	scheme := strings.ToLower(in.SecurityScheme.Scheme)
-	h := in.RequestValidationInput.Request.Header.Get("Authorization")
-	if len(h) <= len(scheme)+1 || !strings.EqualFold(h[:len(scheme)+1], scheme+" ") {
-		return fmt.Errorf("no %s credentials", scheme)
+	req := in.RequestValidationInput.Request
+	s := in.SecurityScheme
+	switch {
+	case s.Type == "http":
+		scheme := strings.ToLower(s.Scheme)
+		h := req.Header.Get("Authorization")
+		if len(h) <= len(scheme)+1 || !strings.EqualFold(h[:len(scheme)+1], scheme+" ") {
+			return fmt.Errorf("no %s credentials", scheme)
+		}
+		return nil
+	case s.Type == "apiKey" && s.In == "header":
+		if req.Header.Get(s.Name) == "" {
+			return fmt.Errorf("no %s header", s.Name)
+		}
+		return nil
+	case s.Type == "apiKey" && s.In == "query":
+		if !req.URL.Query().Has(s.Name) {
+			return fmt.Errorf("no %s query parameter", s.Name)
+		}
+		for _, h := range signatureHeaders() {
+			if req.Header.Get(h) != "" {
+				return nil
+			}
+		}
+		return errors.New("no signature header")
 	}
-	return nil
+	return fmt.Errorf("security scheme %s %s: unknown to this test", s.Type, s.Scheme)
+}
+
+// signatureHeaders are the headers that carry a signature: each row's of the
+// signature table, and Svix's name for the Standard Webhooks one.
+func signatureHeaders() []string {
+	var out []string
+	for _, s := range signature.Schemes() {
+		out = append(out, s.Header())
+	}
+	return append(out, "svix-signature")
+}
+
+// The contract's lists of sender ids and event headers, and the other header
+// that presents a credential.
+var (
+	senderIDHeaders = []string{"X-GitHub-Delivery", "webhook-id", "svix-id"}
+	eventHeaders    = []string{"X-GitHub-Event", "X-Gitlab-Event", "X-Gitea-Event", "X-Event-Key", "Circleci-Event-Type", "Sentry-Hook-Resource"}
+	otherHeaders    = []string{"X-Gitlab-Token", "webhook-timestamp", "svix-timestamp"}
+)
+
+// hexHMAC is the hex HMAC-SHA256 of msg keyed with key.
+func hexHMAC(key string, msg []byte) string {
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write(msg)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// standardWebhooksSign signs as the Standard Webhooks spec says: v1, and the
+// base64 HMAC of id.timestamp.body, keyed with the decoded whsec_ secret.
+func standardWebhooksSign(t *testing.T, secret, id, ts string, body []byte) string {
+	t.Helper()
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	if err != nil {
+		t.Fatalf("signing secret %q: %v", secret, err)
+	}
+	m := hmac.New(sha256.New, key)
+	fmt.Fprintf(m, "%s.%s.", id, ts)
+	m.Write(body)
+	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
 }
 
 // apiCase is one real request to a gateway and what both the gateway and the
@@ -78,7 +146,7 @@ type apiCase struct {
 	body     []byte
 	prime    func(t *testing.T) // runs before the request
 	status   int
-	code     string // error code; empty for a 202
+	code     string // error code; empty for a 202 or 204
 	reqValid bool   // whether the document accepts the request itself
 	dup      bool   // for a 202: the reply's duplicate
 }
@@ -109,7 +177,13 @@ func (c *apiCase) request(t *testing.T) *http.Request {
 func TestOpenAPIMatchesGateway(t *testing.T) {
 	doc := loadOpenAPI(t)
 
-	plain := hgtest.StartGateway(t, "", nil)
+	// plain has a key ring, for signed requests.
+	ringPath := filepath.Join(t.TempDir(), "secret-keys")
+	ring, err := secretring.Create(ringPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := hgtest.StartGateway(t, "", func(cfg *gateway.Config) { cfg.SecretKeys = ringPath })
 	// tight has a small --max-body, a per-credential rate of one request
 	// per 100s (burst 1) and a 1s --read-timeout, for 413, 429 and 408.
 	tight := hgtest.StartGateway(t, "", func(cfg *gateway.Config) {
@@ -121,6 +195,9 @@ func TestOpenAPIMatchesGateway(t *testing.T) {
 	reg := hgtest.Registry(t, plain.NATSURL(), "")
 	hits := hgtest.Issue(t, reg, auth.IssueRequest{Org: "acme", Kind: auth.KindHits, Name: "openapi hits"})
 	deploy := hgtest.Issue(t, reg, auth.IssueRequest{Org: "acme", Kind: auth.KindDeploy, App: "web", Name: "openapi deploy"})
+	reg.Sealer = secretring.NewFile(ringPath, ring)
+	signedDeploy := hgtest.Issue(t, reg, auth.IssueRequest{Org: "acme", Kind: auth.KindDeploy, App: "api", Name: "openapi github", Signing: true})
+	signedHits := hgtest.Issue(t, reg, auth.IssueRequest{Org: "acme", Kind: auth.KindHits, Name: "openapi standard webhooks", Signing: true})
 	tightReg := hgtest.Registry(t, tight.NATSURL(), "")
 	tightHits := hgtest.Issue(t, tightReg, auth.IssueRequest{Org: "acme", Kind: auth.KindHits, Name: "openapi 413"})
 	limited := hgtest.Issue(t, tightReg, auth.IssueRequest{Org: "acme", Kind: auth.KindHits, Name: "openapi 429"})
@@ -135,6 +212,15 @@ func TestOpenAPIMatchesGateway(t *testing.T) {
 
 	obj := []byte(`{"check":"disk","status":"failure","value":97.5}`)
 	basicDeploy := "Basic " + base64.StdEncoding.EncodeToString([]byte("ci:"+deploy.Token))
+
+	// Signed requests, as the senders sign them.
+	ghPath := "/v1/deploys/api?credential=" + url.QueryEscape(signedDeploy.ID)
+	ghBody := []byte(`{"action":"created","deployment_status":{"state":"success","environment":"production"}}`)
+	ghSig := "sha256=" + hexHMAC(signedDeploy.SigningSecret, ghBody)
+	ping := []byte(`{"zen":"Design for failure.","hook_id":12345678}`)
+	form := []byte("payload=" + url.QueryEscape(`{"ref":"main","after":"9f2c1e0"}`))
+	swPath := "/v1/hits/web?credential=" + url.QueryEscape(signedHits.ID)
+	swID, swTS := "msg_2lLq0ZQmBnWjfL5H1N0sIq7Rk1D", strconv.FormatInt(time.Now().Unix(), 10)
 	cases := []apiCase{
 		{name: "202 hits object", gw: plain, method: http.MethodPost, path: "/v1/hits/web", token: hits.Token, body: obj,
 			status: 202, reqValid: true},
@@ -178,12 +264,40 @@ func TestOpenAPIMatchesGateway(t *testing.T) {
 				}
 			},
 			status: 429, code: "rate_limited", reqValid: true},
+		{name: "202 deploy X-Gitlab-Token", gw: plain, method: http.MethodPost, path: "/v1/deploys/web",
+			hdr:  map[string]string{"X-Gitlab-Token": deploy.Token, "X-Gitlab-Event": "Deployment Hook"},
+			body: []byte(`{"object_kind":"deployment","status":"success"}`), status: 202, reqValid: true},
+		{name: "202 deploy signed hub-signature", gw: plain, method: http.MethodPost, path: ghPath,
+			hdr: map[string]string{"X-Hub-Signature-256": ghSig, "X-GitHub-Event": "deployment_status",
+				"X-GitHub-Delivery": "0b2c6a30-1d5e-11f0-8a3e-2f1c0e5b7a11"},
+			body: ghBody, status: 202, reqValid: true},
+		{name: "202 deploy signed redelivery", gw: plain, method: http.MethodPost, path: ghPath,
+			hdr: map[string]string{"X-Hub-Signature-256": ghSig, "X-GitHub-Event": "deployment_status",
+				"X-GitHub-Delivery": "0b2c6a30-1d5e-11f0-8a3e-2f1c0e5b7a11"},
+			body: ghBody, status: 202, reqValid: true, dup: true},
+		{name: "204 ping", gw: plain, method: http.MethodPost, path: ghPath,
+			hdr: map[string]string{"X-Hub-Signature-256": "sha256=" + hexHMAC(signedDeploy.SigningSecret, ping),
+				"X-GitHub-Event": "ping", "X-GitHub-Delivery": "5f1e9a40-1d5e-11f0-9b1a-7c2d3e4f5a60"},
+			body: ping, status: 204, reqValid: true},
+		{name: "202 deploy signed form", gw: plain, method: http.MethodPost, path: ghPath,
+			hdr: map[string]string{"Content-Type": "application/x-www-form-urlencoded",
+				"X-Hub-Signature-256": "sha256=" + hexHMAC(signedDeploy.SigningSecret, form), "X-GitHub-Event": "push"},
+			body: form, status: 202, reqValid: true},
+		{name: "202 hits signed standard-webhooks", gw: plain, method: http.MethodPost, path: swPath,
+			hdr: map[string]string{"webhook-id": swID, "webhook-timestamp": swTS,
+				"webhook-signature": standardWebhooksSign(t, signedHits.SigningSecret, swID, swTS, obj)},
+			body: obj, status: 202, reqValid: true},
+		{name: "401 invalid_signature wrong", gw: plain, method: http.MethodPost, path: ghPath,
+			hdr:  map[string]string{"X-Hub-Signature-256": "sha256=" + hexHMAC("whsec_not-the-secret", ghBody)},
+			body: ghBody, status: 401, code: "invalid_signature", reqValid: true},
+		{name: "401 invalid_signature no signature", gw: plain, method: http.MethodPost, path: ghPath,
+			body: ghBody, status: 401, code: "invalid_signature", reqValid: false},
 	}
 	covered := map[int]bool{}
 	for _, c := range cases {
 		covered[c.status] = true
 	}
-	for _, s := range []int{202, 400, 401, 403, 405, 413, 415, 429} {
+	for _, s := range []int{202, 204, 400, 401, 403, 405, 413, 415, 429} {
 		if !covered[s] {
 			t.Errorf("no case for a %d", s)
 		}
@@ -208,15 +322,21 @@ func TestOpenAPIMatchesGateway(t *testing.T) {
 			if resp.StatusCode != c.status {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, c.status, body)
 			}
-			var reply struct {
-				Error     string `json:"error"`
-				Duplicate bool   `json:"duplicate"`
-			}
-			if err := json.Unmarshal(body, &reply); err != nil {
-				t.Fatalf("reply is not JSON: %v", err)
-			}
-			if reply.Error != c.code || (c.status == 202 && reply.Duplicate != c.dup) {
-				t.Errorf("reply %s, want error %q duplicate %v", body, c.code, c.dup)
+			if c.status == http.StatusNoContent {
+				if len(body) != 0 {
+					t.Errorf("a 204 with a body: %s", body)
+				}
+			} else {
+				var reply struct {
+					Error     string `json:"error"`
+					Duplicate bool   `json:"duplicate"`
+				}
+				if err := json.Unmarshal(body, &reply); err != nil {
+					t.Fatalf("reply is not JSON: %v", err)
+				}
+				if reply.Error != c.code || (c.status == 202 && reply.Duplicate != c.dup) {
+					t.Errorf("reply %s, want error %q duplicate %v", body, c.code, c.dup)
+				}
 			}
 
 			// What the document says about the request.
@@ -318,6 +438,7 @@ func TestOpenAPIMatchesGateway(t *testing.T) {
 			{"202 extra field", 202, nil, `{"id":"a-1","stream":"HOOKS","seq":1,"duplicate":false}`},
 			{"401 without WWW-Authenticate", 401, nil, `{"error":"missing_token","message":"m"}`},
 			{"401 with a 403 code", 401, http.Header{"Www-Authenticate": {`Bearer realm="hookgate"`}}, `{"error":"forbidden","message":"m"}`},
+			{"403 with a 401 code", 403, nil, `{"error":"invalid_signature","message":"m"}`},
 			{"400 unknown code", 400, nil, `{"error":"no_such_code","message":"m"}`},
 			{"400 with a 413 code", 400, nil, `{"error":"payload_too_large","message":"m"}`},
 			{"408 with a 400 code", 408, nil, `{"error":"bad_request","message":"m"}`},
@@ -521,6 +642,78 @@ func TestOpenAPIErrorCodesMatchIngest(t *testing.T) {
 				first, _, _ := strings.Cut(err.Error(), "\n")
 				t.Errorf("%s: ingest answers %d %s; the document does not allow it: %s", route.Operation.OperationID, r.status, r.code, first)
 			}
+		}
+	}
+}
+
+// TestOpenAPIDescribesSignedSenders wants both operations to describe what
+// senders that sign send: the credential query parameter, every header of
+// the signature table (and Svix's names), the sender ids, the event headers
+// and X-Gitlab-Token as header parameters; and GitHub's form content type as
+// a body of one field, payload.
+func TestOpenAPIDescribesSignedSenders(t *testing.T) {
+	doc := loadOpenAPI(t)
+	var want []string
+	want = append(want, signatureHeaders()...)
+	want = append(want, senderIDHeaders...)
+	want = append(want, eventHeaders...)
+	want = append(want, otherHeaders...)
+	for _, path := range []string{"/v1/hits/{app}", "/v1/deploys/{app}"} {
+		op := doc.Paths.Value(path).Post
+		headers := map[string]bool{}
+		query := map[string]bool{}
+		for _, p := range op.Parameters {
+			switch p.Value.In {
+			case "header":
+				headers[strings.ToLower(p.Value.Name)] = true
+			case "query":
+				query[p.Value.Name] = true
+			}
+		}
+		for _, h := range want {
+			if !headers[strings.ToLower(h)] {
+				t.Errorf("%s: no header parameter %s", op.OperationID, h)
+			}
+		}
+		if !query["credential"] {
+			t.Errorf("%s: no query parameter credential", op.OperationID)
+		}
+		if _, ok := op.Responses.Map()["204"]; !ok {
+			t.Errorf("%s: no 204 reply (GitHub's ping)", op.OperationID)
+		}
+	}
+
+	// The form body as the document validates it: the field payload.
+	// (kin-openapi decodes only the fields a form schema names, so a second
+	// field, which the gateway refuses with 415, cannot be tried here.)
+	doc.Servers = openapi3.Servers{{URL: "http://127.0.0.1:8080"}}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatalf("router: %v", err)
+	}
+	opts := &openapi3filter.Options{AuthenticationFunc: authenticate}
+	sig := "sha256=" + strings.Repeat("0", 64)
+	for _, c := range []struct {
+		name  string
+		body  string
+		valid bool
+	}{
+		{"payload", "payload=" + url.QueryEscape(`{"ref":"main"}`), true},
+		{"another field", "ref=main", false},
+	} {
+		req, err := http.NewRequest(http.MethodPost, "http://127.0.0.1:8080/v1/deploys/web?credential=cred-1", strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Hub-Signature-256", sig)
+		route, params, err := router.FindRoute(req)
+		if err != nil {
+			t.Fatalf("find route: %v", err)
+		}
+		err = openapi3filter.ValidateRequest(context.Background(), &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: opts})
+		if c.valid != (err == nil) {
+			t.Errorf("form body %s: the document says %v, want valid %v", c.name, err, c.valid)
 		}
 	}
 }

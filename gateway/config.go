@@ -65,8 +65,12 @@ type Config struct {
 	// Hurry, when it closes, ends the delay early (a second signal).
 	ShutdownDelay time.Duration
 	Hurry         <-chan struct{}
-	Cache           auth.StoreConfig
-	Metrics         metrics.Options
+	Cache         auth.StoreConfig
+	Metrics       metrics.Options
+
+	// SecretKeys is the key ring file that unseals signing secrets; "":
+	// secret-keys in DataDir.
+	SecretKeys string
 
 	TLSCert string // webhook listener certificate (PEM); with TLSKey
 	TLSKey  string

@@ -23,6 +23,7 @@ import (
 	"github.com/hookgate/hookgate/bus"
 	"github.com/hookgate/hookgate/ingest"
 	"github.com/hookgate/hookgate/metrics"
+	"github.com/hookgate/hookgate/secretring"
 )
 
 // Gateway is a running hookgate.
@@ -35,6 +36,7 @@ type Gateway struct {
 	nc       *nats.Conn
 	pub      atomic.Pointer[bus.Publisher] // read by NATS callbacks
 	store    *auth.Store
+	ring     *secretring.File // nil: no key ring, signed requests refused
 	handler  *ingest.Handler
 	http     *fasthttp.Server
 	ln, mln  net.Listener
@@ -91,6 +93,12 @@ func (g *Gateway) start(ctx context.Context) error {
 	cache := g.cfg.Cache
 	if cache.Logger == nil {
 		cache.Logger = g.log
+	}
+	if g.ring, err = g.openSecretKeys(); err != nil {
+		return err
+	}
+	if g.ring != nil && cache.Unsealer == nil {
+		cache.Unsealer = g.ring
 	}
 	// The store exists before the connection: its callbacks use it.
 	if g.store, err = auth.NewStore(bucketSource{g}, g.Metrics, cache); err != nil {

@@ -45,8 +45,11 @@ func (h *Handler) expectRefusal(ctx *fasthttp.RequestCtx, req *request) (*refusa
 	case int64(ctx.Request.Header.ContentLength()) > h.maxBody.Load():
 		return refusalPayloadTooLarge, ""
 	}
+	var hdrs requestHeaders
+	readHeaders(&ctx.Request.Header, &hdrs)
 	var scratch [512]byte
-	if _, present := bearerOrBasic(readHeaders(&ctx.Request.Header).auth, scratch[:]); present {
+	if _, present := bearerOrBasic(hdrs.auth, scratch[:]); present || len(trimBlank(hdrs.gitlab)) > 0 ||
+		ctx.QueryArgs().PeekBytes(queryCredential) != nil {
 		return nil, ""
 	}
 	// A missing token is a 401 like any other: it spends the client's

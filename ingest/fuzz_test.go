@@ -43,6 +43,11 @@ func (m memAuth) Lookup(_ context.Context, h auth.Hash) (*auth.Credential, error
 }
 func (m memAuth) Known(h auth.Hash) bool { _, ok := m[h]; return ok }
 
+func (m memAuth) LookupByID(context.Context, []byte) (*auth.Credential, error) {
+	return nil, auth.ErrInvalidSigningCredential
+}
+func (m memAuth) KnownID([]byte) bool { return false }
+
 type memPublisher struct{ seq uint64 }
 
 func (p *memPublisher) Connected() bool { return true }

@@ -19,6 +19,7 @@ import (
 	"github.com/hookgate/hookgate/internal/logsample"
 	"github.com/hookgate/hookgate/limit"
 	"github.com/hookgate/hookgate/metrics"
+	"github.com/hookgate/hookgate/signature"
 )
 
 // Authenticator maps token hashes to credentials. auth.Store implements it.
@@ -29,6 +30,11 @@ type Authenticator interface {
 	Lookup(ctx context.Context, h auth.Hash) (*auth.Credential, error)
 	// Known reports whether h is known valid without reading the bucket.
 	Known(h auth.Hash) bool
+	// LookupByID returns the valid signing credential named id, with its
+	// prepared keys, auth.ErrInvalidSigningCredential or auth.ErrUnavailable.
+	LookupByID(ctx context.Context, id []byte) (*auth.Credential, error)
+	// KnownID reports whether id is known valid without reading the bucket.
+	KnownID(id []byte) bool
 }
 
 // Publisher stores a message and waits for its ack. bus.Publisher
@@ -164,12 +170,16 @@ func (h *Handler) CloseConnections() { h.closing.Store(true) }
 // MaxBody is the body limit in force.
 func (h *Handler) MaxBody() int64 { return h.maxBody.Load() }
 
-// request is what the checks learn about one request, for the log line.
+// request is what the checks learn about one request, for the log line and
+// the stored message.
 type request struct {
-	route  metrics.Route
-	kind   auth.Kind
-	app    []byte
-	credID string
+	route    metrics.Route
+	kind     auth.Kind
+	app      []byte
+	credID   string
+	hookAuth string            // how a credential other than Authorization was presented (Hook-Auth)
+	scheme   *signature.Scheme // the signature that authenticated it, if one did
+	event    []byte            // the sender's event name (Hook-Event), if any
 }
 
 // credKey names a credential's rate budget. A platform's own ids need only be
@@ -227,8 +237,9 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, req *request, now time.Time) i
 	if int64(len(ctx.Request.Body())) > h.maxBody.Load() {
 		return h.refuse(ctx, req, refusalPayloadTooLarge, "", 0)
 	}
-	hdrs := readHeaders(&ctx.Request.Header)
-	cred, status := h.authenticate(ctx, req, hdrs, now)
+	var hdrs requestHeaders
+	readHeaders(&ctx.Request.Header, &hdrs)
+	cred, status := h.authenticate(ctx, req, &hdrs, now)
 	if cred == nil {
 		return status
 	}
@@ -245,17 +256,33 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, req *request, now time.Time) i
 	case auth.ScopeWrongApp:
 		return h.refuse(ctx, req, refusalForbiddenApp, metrics.AuthForbidden, 0)
 	}
-	if !jsonMediaType(ctx.Request.Header.ContentType()) {
-		return h.refuse(ctx, req, refusalMediaType, "", 0)
+	body := ctx.Request.Body()
+	if ct := ctx.Request.Header.ContentType(); !jsonMediaType(ct) {
+		// GitHub's form content type: verified over the raw body above,
+		// stored as its decoded payload.
+		payload, ok := []byte(nil), req.scheme != nil && req.scheme.FormBody()
+		if ok {
+			payload, ok = signature.FormPayload(nil, ct, body)
+		}
+		if !ok {
+			return h.refuse(ctx, req, refusalMediaType, "", 0)
+		}
+		body = payload
 	}
-	idemKey, ok := idempotencyKey(hdrs)
+	idemKey, ok := hdrs.key()
 	if !ok {
 		return h.refuse(ctx, req, refusalIdempotencyKey, "", 0)
 	}
-	body := ctx.Request.Body()
 	if err := ValidateBody(req.kind, body); err != nil {
 		return h.refuse(ctx, req, bodyRefusals[err], "", 0)
 	}
+	if hdrs.ping {
+		// GitHub's ping when a webhook is set up: every check passed, so
+		// the settings work; there is nothing to store.
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+		return fasthttp.StatusNoContent
+	}
+	req.event = hdrs.sig.Event()
 
 	if n := h.inFlight.Add(1); n > int64(h.cfg.MaxInFlight) {
 		h.inFlight.Add(-1)
@@ -263,72 +290,6 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, req *request, now time.Time) i
 	}
 	defer h.inFlight.Add(-1)
 	return h.publish(ctx, req, cred, idemKey, body, now)
-}
-
-// authenticate returns the credential of the request's token, or nil and the
-// status of the refusal it wrote.
-func (h *Handler) authenticate(ctx *fasthttp.RequestCtx, req *request, hdrs requestHeaders, now time.Time) (*auth.Credential, int) {
-	var scratch [512]byte // a decoded Basic user:password
-	token, present := bearerOrBasic(hdrs.auth, scratch[:])
-	b := h.refusedTokenBudget(clientKey(h.clientAddr(ctx)), now)
-	switch {
-	case hdrs.authN > 1:
-		// Two Authorization headers: which one a proxy in front checked
-		// is anyone's guess, so neither counts.
-		return nil, h.refuseToken(ctx, req, b, refusalInvalidToken, metrics.AuthMalformed)
-	case !present:
-		return nil, h.refuseToken(ctx, req, b, refusalMissingToken, metrics.AuthMissing)
-	case token == nil || auth.CheckToken(token) != nil:
-		return nil, h.refuseToken(ctx, req, b, refusalInvalidToken, metrics.AuthMalformed)
-	}
-	hash := auth.HashToken(token)
-	if b.over {
-		if !h.auth.Known(hash) {
-			// Over its budget, a client guessing tokens costs the bucket
-			// nothing: no lookup.
-			return nil, h.refuse(ctx, req, refusalRateLimited, metrics.AuthRateLimited, retrySeconds(b.wait))
-		}
-		b.over = false // a token known valid is not a guess
-	}
-	cred, err := h.auth.Lookup(context.Background(), hash)
-	switch {
-	case errors.Is(err, auth.ErrInvalidToken):
-		return nil, h.refuseToken(ctx, req, b, refusalInvalidToken, metrics.AuthInvalid)
-	case err != nil:
-		// NATS could not answer for a token that memory does not vouch for
-		// (while NATS is down the cache is distrusted): the webhook is refused
-		// for the broker's sake, so it counts as a failure to publish.
-		why := h.failureReason(err)
-		h.metrics.PublishFailure(why)
-		h.logFailure(failedLookup, why, req, err)
-		return nil, h.refuse(ctx, req, refusalUnavailable, "", 1)
-	}
-	req.credID = cred.ID
-	return cred, 0
-}
-
-// budget is a client address's refused-token budget as it stood when the
-// request arrived.
-type budget struct {
-	addr netip.Addr
-	now  time.Time
-	over bool          // spent: any token not known valid gets 429
-	wait time.Duration // until the next refusal may be spent
-}
-
-func (h *Handler) refusedTokenBudget(addr netip.Addr, now time.Time) budget {
-	over, wait := h.perAddr.Over(addr, now)
-	return budget{addr: addr, now: now, over: over, wait: wait}
-}
-
-// refuseToken refuses a request's token: 429 when its client is over its
-// refused-token budget, else r (every 401 spends the budget).
-func (h *Handler) refuseToken(ctx *fasthttp.RequestCtx, req *request, b budget, r *refusal, reason string) int {
-	if b.over {
-		return h.refuse(ctx, req, refusalRateLimited, metrics.AuthRateLimited, retrySeconds(b.wait))
-	}
-	h.perAddr.Spend(b.addr, b.now)
-	return h.refuse(ctx, req, r, reason, 0)
 }
 
 func retrySeconds(d time.Duration) int {

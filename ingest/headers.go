@@ -6,6 +6,8 @@ import (
 	"net/netip"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/hookgate/hookgate/signature"
 )
 
 // This file reads what a request says in its headers: the token of its
@@ -18,29 +20,52 @@ var (
 	mediaJSON = []byte("application/json")
 
 	headerAuthorization  = []byte("authorization")
+	headerGitlabToken    = []byte("x-gitlab-token")
 	headerIdempotencyKey = []byte("idempotency-key")
+	headerGitHubEvent    = []byte("x-github-event")
+	eventPing            = []byte("ping")
 )
 
 // requestHeaders are the headers that present a request's credential and
 // key, found in one pass; a header given twice is counted, not guessed at (a
 // proxy in front may have read the other one).
 type requestHeaders struct {
-	auth  []byte // the last Authorization
-	authN int
-	idem  []byte // the last Idempotency-Key
-	idemN int
+	auth    []byte // the last Authorization
+	authN   int
+	gitlab  []byte // the last X-Gitlab-Token
+	gitlabN int
+	idem    []byte // the last Idempotency-Key
+	idemN   int
+	ping    bool              // X-GitHub-Event: ping
+	sig     signature.Headers // signatures, sender ids, events
 }
 
-func readHeaders(hdr *fasthttp.RequestHeader) (h requestHeaders) {
+func readHeaders(hdr *fasthttp.RequestHeader, h *requestHeaders) {
 	for k, v := range hdr.All() {
 		switch {
 		case equalFold(k, headerAuthorization):
 			h.auth, h.authN = v, h.authN+1
+		case equalFold(k, headerGitlabToken):
+			h.gitlab, h.gitlabN = v, h.gitlabN+1
 		case equalFold(k, headerIdempotencyKey):
 			h.idem, h.idemN = v, h.idemN+1
+		default:
+			if equalFold(k, headerGitHubEvent) {
+				h.ping = bytes.Equal(trimBlank(v), eventPing)
+			}
+			h.sig.Add(k, v)
 		}
 	}
-	return h
+}
+
+// key is the request's idempotency key: its Idempotency-Key, else the
+// sender's own delivery id (X-GitHub-Delivery, webhook-id, svix-id) when it
+// is one. ok is false for an Idempotency-Key the contract refuses.
+func (h *requestHeaders) key() (key []byte, ok bool) {
+	if key, ok = idempotencyKey(*h); !ok || key != nil {
+		return key, ok
+	}
+	return h.sig.SenderID(), true
 }
 
 // bearerOrBasic extracts the token of an Authorization header. present is

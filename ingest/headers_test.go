@@ -54,7 +54,8 @@ func TestReadHeadersCountsRepeats(t *testing.T) {
 	if err := req.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
 		t.Fatal(err)
 	}
-	h := readHeaders(&req.Header)
+	var h requestHeaders
+	readHeaders(&req.Header, &h)
 	if h.authN != 2 || h.idemN != 1 || string(h.idem) != "k1" {
 		t.Fatalf("read %+v; want two Authorization and one Idempotency-Key k1", h)
 	}

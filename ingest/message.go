@@ -24,6 +24,8 @@ const (
 	hdrCredential     = "Hook-Credential"
 	hdrMsgID          = "Nats-Msg-Id"
 	hdrIdempotencyKey = "Hook-Idempotency-Key"
+	hdrAuth           = "Hook-Auth"  // how a sender that cannot send Authorization authenticated
+	hdrEvent          = "Hook-Event" // the sender's own event name
 )
 
 // HeaderAllowance is what the gateway's own NATS headers can add to a body:
@@ -45,6 +47,8 @@ func (h *Handler) publish(ctx *fasthttp.RequestCtx, req *request, cred *auth.Cre
 		msgID = scopedMsgID(cred.Org, app, req.kind, idemKey)
 	}
 	out.setHeaders(cred.ID, idemKey, msgID)
+	out.set(hdrAuth, out.auth, req.hookAuth)
+	out.set(hdrEvent, out.event, eventNames.intern(req.event))
 	out.msg.Subject = subject
 	// The body itself, not a copy: the publisher is done with the message
 	// when Publish returns, and the body lives until this handler returns.
@@ -79,19 +83,61 @@ func (h *Handler) publish(ctx *fasthttp.RequestCtx, req *request, cred *auth.Cre
 	return fasthttp.StatusAccepted
 }
 
+// internTable hands out one string per distinct event name, so that the
+// Hook-Event of a request costs no allocation once its name was seen: senders
+// use a few dozen names. It holds at most max; past that, each is allocated.
+type internTable struct {
+	mu  sync.RWMutex
+	m   map[string]string
+	max int
+}
+
+var eventNames = internTable{m: map[string]string{}, max: 1000}
+
+func (t *internTable) intern(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	t.mu.RLock()
+	s, ok := t.m[string(b)] // no allocation for the lookup
+	t.mu.RUnlock()
+	if ok {
+		return s
+	}
+	s = string(b)
+	t.mu.Lock()
+	if len(t.m) < t.max {
+		t.m[s] = s
+	}
+	t.mu.Unlock()
+	return s
+}
+
 // outMsg is a reusable outgoing message: its header map and value slices are
 // made once, so a publish only sets strings.
 type outMsg struct {
 	msg         nats.Msg
 	cred        []string
 	msgID, idem []string
+	auth, event []string
 }
 
 var msgPool = sync.Pool{New: func() any {
-	o := &outMsg{cred: make([]string, 1), msgID: make([]string, 1), idem: make([]string, 1)}
+	o := &outMsg{cred: make([]string, 1), msgID: make([]string, 1), idem: make([]string, 1), auth: make([]string, 1), event: make([]string, 1)}
 	o.msg.Header = nats.Header{hdrCredential: o.cred}
 	return o
 }}
+
+// set sets header key to value through its reusable slice, or removes it
+// when value is empty.
+func (o *outMsg) set(key string, slot []string, value string) {
+	if value == "" {
+		delete(o.msg.Header, key)
+		return
+	}
+	slot[0] = value
+	o.msg.Header[key] = slot
+}
 
 // setHeaders sets the message's headers: the credential, and with a key the
 // key and its Nats-Msg-Id.

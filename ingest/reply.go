@@ -25,6 +25,7 @@ var (
 	refusalMethod          = newRefusal(http.StatusMethodNotAllowed, "method_not_allowed", "webhooks are sent with POST")
 	refusalMissingToken    = newRefusal(http.StatusUnauthorized, "missing_token", "send the token as 'Authorization: Bearer TOKEN' or as the Basic auth password")
 	refusalInvalidToken    = newRefusal(http.StatusUnauthorized, "invalid_token", "the token is not valid: unknown, expired, rotated or revoked")
+	refusalSignature       = newRefusal(http.StatusUnauthorized, "invalid_signature", "the signature, its timestamp or the credential named by ?credential= does not verify")
 	refusalRateLimited     = newRefusal(http.StatusTooManyRequests, "rate_limited", "too many requests; retry after the time in Retry-After")
 	refusalInvalidApp      = newRefusal(http.StatusBadRequest, "invalid_app", "the application name must match ^[a-z0-9][a-z0-9_-]{0,62}$")
 	refusalForbiddenKind   = newRefusal(http.StatusForbidden, "forbidden", "this token may not post this kind of webhook")

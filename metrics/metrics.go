@@ -37,6 +37,7 @@ const (
 	AuthInvalid     = "invalid"
 	AuthForbidden   = "forbidden"
 	AuthRateLimited = "rate_limited"
+	AuthSignature   = "signature" // a signed request that does not verify
 )
 
 // Publish failure reasons of hookgate_publish_failures_total.
@@ -201,7 +202,7 @@ func (m *Metrics) resolveLabels() {
 		m.durByRoute[r] = m.requestDuration.WithLabelValues(r.String())
 	}
 	m.authByWhy = make(map[string]prometheus.Counter)
-	for _, reason := range []string{AuthMissing, AuthMalformed, AuthInvalid, AuthForbidden, AuthRateLimited} {
+	for _, reason := range []string{AuthMissing, AuthMalformed, AuthInvalid, AuthForbidden, AuthRateLimited, AuthSignature} {
 		m.authByWhy[reason] = m.authFailures.WithLabelValues(reason)
 	}
 	m.pubByKind = make(map[auth.Kind]prometheus.Counter)

@@ -169,8 +169,9 @@ func startServe(bin string, extra ...string) (*hookgate, error) {
 }
 
 // startHookgateInProc runs the gateway in this process via gateway.Start,
-// with an embedded NATS server storing JetStream in dir.
-func startHookgateInProc(dir string, maxConnsPerIP int) (*hookgate, error) {
+// with an embedded NATS server storing JetStream in dir, and the key ring
+// secretKeys ("": secret-keys in dir, created there).
+func startHookgateInProc(dir, secretKeys string, maxConnsPerIP int) (*hookgate, error) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400) // as hookgate serve does
 	}
@@ -186,7 +187,7 @@ func startHookgateInProc(dir string, maxConnsPerIP int) (*hookgate, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := gateway.DefaultConfig()
 	cfg.Listener, cfg.MetricsLn = ln, mln
-	cfg.DataDir, cfg.EmbeddedListen = dir, "127.0.0.1:0"
+	cfg.DataDir, cfg.EmbeddedListen, cfg.SecretKeys = dir, "127.0.0.1:0", secretKeys
 	cfg.Server.MaxConnsPerIP = maxConnsPerIP
 	cfg.Logger, cfg.Version = slog.New(slog.DiscardHandler), "bench"
 	g, err := gateway.Start(ctx, cfg)
@@ -242,27 +243,33 @@ func hitsTarget(natsURL, addr string, body []byte) (target, error) {
 // issueHitsToken writes an organization-wide hits credential into the
 // gateway's bucket through auth.Registry, as `hookgate token issue` does.
 func issueHitsToken(natsURL string) (string, error) {
-	nc, err := nats.Connect(natsURL, nats.Name("bench-issue"))
+	is, err := issueHits(natsURL, auth.IssueRequest{Org: "bench", Kind: auth.KindHits, Name: "bench load"}, nil)
 	if err != nil {
 		return "", err
+	}
+	return is.Token, nil
+}
+
+// issueHits issues req through an auth.Registry on the gateway's bucket;
+// sealer seals a signing secret (nil: none can be issued).
+func issueHits(natsURL string, req auth.IssueRequest, sealer auth.Sealer) (auth.Issued, error) {
+	nc, err := nats.Connect(natsURL, nats.Name("bench-issue"))
+	if err != nil {
+		return auth.Issued{}, err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return "", err
+		return auth.Issued{}, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	kv, err := bus.EnsureBucket(ctx, js, "hookgate-tokens", 1)
 	if err != nil {
-		return "", err
+		return auth.Issued{}, err
 	}
-	reg := &auth.Registry{KV: kv}
-	is, err := reg.Issue(ctx, auth.IssueRequest{Org: "bench", Kind: auth.KindHits, Name: "bench load"})
-	if err != nil {
-		return "", err
-	}
-	return is.Token, nil
+	reg := &auth.Registry{KV: kv, Sealer: sealer}
+	return reg.Issue(ctx, req)
 }
 
 // probe posts until the target answers 2xx (the token may take a moment to

@@ -20,15 +20,27 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// target is one HTTP endpoint to drive.
+// target is one HTTP endpoint to drive. A request carries the bearer token,
+// or, for a signed target, no token: its path names the credential
+// (?credential=<id>) and sig is its X-Hub-Signature-256 (signed.go).
 type target struct {
 	addr  string // host:port
 	path  string
-	token string
-	keyed bool // a fresh Idempotency-Key with every request (keys.go)
+	token string // "" for a signed target
+	sig   string // X-Hub-Signature-256 of the body; "": not signed
+	keyed bool   // a fresh Idempotency-Key with every request (keys.go)
 }
 
 func (t target) url() string { return "http://" + t.addr + t.path }
+
+// credentialHeader is the header that authenticates every request to t: the
+// signature of a signed target, else the bearer token.
+func (t target) credentialHeader() (name, value string) {
+	if t.sig != "" {
+		return signatureHeader, t.sig
+	}
+	return fasthttp.HeaderAuthorization, "Bearer " + t.token
+}
 
 // loadResult is what one load run measured.
 type loadResult struct {
@@ -68,12 +80,13 @@ type wrkGen struct {
 
 func (wrkGen) name() string { return "wrk" }
 
-// wrkScript sets the method, body and headers, and at the end prints the
-// exact counts and the p99.9 that wrk's --latency table does not show.
+// wrkScript sets the method, body and headers (the credential's: Authorization
+// or the signature), and at the end prints the exact counts and the p99.9
+// that wrk's --latency table does not show.
 const wrkScript = `wrk.method = "POST"
 wrk.body = [==[%s]==]
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer %s"
+wrk.headers["%s"] = "%s"
 
 %s
 done = function(summary, latency, requests)
@@ -164,7 +177,8 @@ func wrkLua(t target, body []byte) []byte {
 	if t.keyed {
 		keyed = fmt.Sprintf(wrkKeyScript, randomHex(keyPrefixLen/2))
 	}
-	return fmt.Appendf(nil, wrkScript, body, t.token, keyed)
+	name, value := t.credentialHeader()
+	return fmt.Appendf(nil, wrkScript, body, name, value, keyed)
 }
 
 func parseWrkDuration(v, unit string) time.Duration {
@@ -208,7 +222,7 @@ func newRequest(t target, body []byte) *fasthttp.Request {
 	req.SetRequestURI(t.url())
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.Header.SetContentType("application/json")
-	req.Header.Set(fasthttp.HeaderAuthorization, "Bearer "+t.token)
+	req.Header.Set(t.credentialHeader())
 	req.SetBody(body)
 	return req
 }

@@ -10,6 +10,8 @@
 //     per request (bench/peer);
 //   - hookgate: `hookgate serve` against the same broker, POST /v1/hits/{app}
 //     with a bearer token, closed loop, then at half its own peak rate;
+//   - hookgate with GitHub-style signed deliveries (?credential= and
+//     X-Hub-Signature-256) instead of the token, closed loop;
 //   - hookgate with a fresh Idempotency-Key on every request, the same two
 //     ways.
 //

@@ -17,7 +17,7 @@ import (
 // the generator is another process, so the profile holds only the gateway and
 // its embedded broker; with -gen go the generator shows up too.
 func runProfile(e *env) error {
-	g, err := startHookgateInProc(filepath.Join(e.tmp, "embedded-profile"), e.o.maxConnsPerIP)
+	g, err := startHookgateInProc(filepath.Join(e.tmp, "embedded-profile"), "", e.o.maxConnsPerIP)
 	if err != nil {
 		return err
 	}

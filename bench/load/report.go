@@ -42,7 +42,7 @@ func machine(e *env, withGen bool) string {
 	if withGen {
 		fmt.Fprintf(&b, "- load generator: %s\n", gen)
 	}
-	fmt.Fprintf(&b, "- body: %d-byte JSON object, `Authorization: Bearer`, keep-alive, loopback\n", len(e.body))
+	fmt.Fprintf(&b, "- body: %d-byte JSON object, `Authorization: Bearer` (signed row: `?credential=` and `X-Hub-Signature-256`), keep-alive, loopback\n", len(e.body))
 	fmt.Fprintf(&b, "- hookgate: %s\n", map[string]string{
 		"proc":     "`hookgate serve --nats-url` (child process) against bench/natsd (child process), file storage",
 		"embedded": "`hookgate serve` with its embedded NATS server (child process, as a new user runs it; server CPU is gateway and broker together), file storage",
@@ -144,6 +144,11 @@ const notes = `
   has no Idempotency-Key, Hook-Credential, as hookgate publishes it; not one of the issue's references, shown to
   tell the broker's cost of the stored message from the gateway's own work. The combined limit uses the
   bare-body broker ceiling.
+- hookgate, signed: every request is a GitHub-style signed delivery of the same body: no Authorization, the
+  credential named by ?credential=<id>, and X-Hub-Signature-256 (sha256= and the hex HMAC-SHA256 of the body with
+  the credential's signing secret, computed once); no X-GitHub-Delivery, so its webhooks are key-less like the
+  hookgate row's. The gateway looks the credential up by id and verifies the signature over the body on every
+  request; measured after the key-less bearer rows, on the same gateway, closed loop only.
 - hookgate, fresh key: every request carries an Idempotency-Key never sent before, so hookgate also stores
   Nats-Msg-Id (derived from the key) and Hook-Idempotency-Key, and the broker indexes each id for the stream's
   duplicate window (2 minutes, hookgate's default); measured after the key-less rows, on the same gateway.
@@ -163,7 +168,7 @@ func medians(rows []row) string {
 	var b strings.Builder
 	b.WriteString("\n### Medians over the runs\n\n")
 	b.WriteString("| measurement | rate | p50 | p99 | p99.9 | server CPU s/10k | broker CPU s/10k | server RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, name := range []string{rowHTTP, rowBroker, rowBrokerM, rowPeer, rowHG, rowHGHalf, rowHGKey, rowHGKeyH} {
+	for _, name := range []string{rowHTTP, rowBroker, rowBrokerM, rowPeer, rowHG, rowHGSign, rowHGHalf, rowHGKey, rowHGKeyH} {
 		var rate, p50, p99, p999, cpu, brk, rss []float64
 		unit := ""
 		for _, r := range rows {
@@ -196,15 +201,15 @@ func medians(rows []row) string {
 }
 
 // ratios is hookgate's ratios per run against its references, with their
-// medians, the targets for the mode that was run, and the keyed rows'
-// ratios to the key-less ones.
+// medians, the targets for the mode that was run, the signed row's peak over
+// the bearer row's, and the keyed rows' ratios to the key-less ones.
 func ratios(e *env, rows []row) string {
 	var b strings.Builder
 	b.WriteString("\n### hookgate's ratios\n\n")
 	b.WriteString("| run | hookgate req/s | vs net/http peer | combined limit 1/(1/http+1/broker) | vs combined limit | p99 at half peak (target rate) | gateway CPU/req vs http ceiling CPU/req | combined limit with hookgate's message | vs it |\n" +
 		"|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	var m ratioMedians
-	var vsPeer, vsComb, vsCombMsg, halfP99, cpuRatio, keyPeak, keyHalfP99 []float64
+	var vsPeer, vsComb, vsCombMsg, halfP99, cpuRatio, signPeak, keyPeak, keyHalfP99 []float64
 	for run := 1; run <= e.o.runs; run++ {
 		get := func(name string) (row, bool) {
 			for _, r := range rows {
@@ -213,6 +218,11 @@ func ratios(e *env, rows []row) string {
 				}
 			}
 			return row{}, false
+		}
+		if r, ok := get(rowHGSign); ok {
+			if hg, ok := get(rowHG); ok && hg.res.rate() > 0 {
+				signPeak = append(signPeak, r.res.rate()/hg.res.rate())
+			}
 		}
 		if r, ok := get(rowHGKey); ok {
 			if hg, ok := get(rowHG); ok && hg.res.rate() > 0 {
@@ -263,6 +273,10 @@ func ratios(e *env, rows []row) string {
 		if len(gs) == 0 {
 			fmt.Fprintf(&b, "- no targets for -gateway %s: they are set for embedded and proc\n", e.o.gatewayMode)
 		}
+	}
+	if len(signPeak) > 0 {
+		fmt.Fprintf(&b, "\nsigned / bearer peak: %s (median %s; GitHub-style X-Hub-Signature-256, no target).\n",
+			joinEach(signPeak, func(v float64) string { return fmt.Sprintf("%.2f×", v) }), fmtRatio(medianOf(signPeak)))
 	}
 	if len(keyPeak) > 0 {
 		fmt.Fprintf(&b, "\nWith a fresh Idempotency-Key per request (no target): peak %s of the key-less peak (median %s)",

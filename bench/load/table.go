@@ -21,6 +21,7 @@ const (
 	rowPeer    = "net/http peer"
 	rowHG      = "hookgate"
 	rowHGHalf  = "hookgate @ half peak"
+	rowHGSign  = "hookgate, signed"
 	rowHGKey   = "hookgate, fresh key"
 	rowHGKeyH  = "hookgate, fresh key @ half peak"
 	peerStream = "PEER"
@@ -119,18 +120,25 @@ func runOnce(e *env, run int) (rows []row, err error) {
 	}
 	add(r)
 
-	// d. hookgate, then at half its peak rate; then both with a fresh
+	// d. hookgate, then at half its peak rate, then with GitHub-style
+	// signed deliveries; then closed loop and at half its peak with a fresh
 	// Idempotency-Key per request, after the key-less rows so that these
-	// meet no duplicate index the keyed ones filled.
+	// meet no duplicate index the keyed ones filled. Every mode gets the
+	// key ring the benchmark writes (signed.go).
 	var g *hookgate
 	var brk *broker
+	ring := filepath.Join(e.tmp, "secret-keys-"+strconv.Itoa(run))
+	if err := createKeyRing(ring); err != nil {
+		return rows, err
+	}
+	serveArgs := []string{"--max-conns-per-ip", strconv.Itoa(e.o.maxConnsPerIP), "--secret-keys", ring}
 	switch e.o.gatewayMode {
 	case "inproc", "embedded":
 		dir := filepath.Join(e.tmp, "embedded-"+strconv.Itoa(run))
 		if e.o.gatewayMode == "inproc" {
-			g, err = startHookgateInProc(dir, e.o.maxConnsPerIP)
+			g, err = startHookgateInProc(dir, ring, e.o.maxConnsPerIP)
 		} else {
-			g, err = startHookgateEmbedded(e.hookgateBin, dir, "--max-conns-per-ip", strconv.Itoa(e.o.maxConnsPerIP))
+			g, err = startHookgateEmbedded(e.hookgateBin, dir, serveArgs...)
 		}
 		if err == nil {
 			brk = &broker{url: g.natsURL} // pid 0: its CPU is the gateway's
@@ -140,7 +148,7 @@ func runOnce(e *env, run int) (rows []row, err error) {
 		}
 	default:
 		brk = b
-		g, err = startHookgateProc(e.hookgateBin, b, "--max-conns-per-ip", strconv.Itoa(e.o.maxConnsPerIP))
+		g, err = startHookgateProc(e.hookgateBin, b, serveArgs...)
 	}
 	if err != nil {
 		return rows, fmt.Errorf("hookgate: %w", err)
@@ -162,6 +170,15 @@ func runOnce(e *env, run int) (rows []row, err error) {
 		}
 		add(r)
 	}
+	st, err := signedTarget(g.natsURL, g.addr, ring, e.body)
+	if err != nil {
+		return rows, err
+	}
+	quiet(rowHGSign)
+	if r, err = measureHookgate(e, g, brk, st, d, conns, 0); err != nil {
+		return rows, err
+	}
+	add(r)
 	t.keyed = true
 	quiet(rowHGKey)
 	if r, err = measureHookgate(e, g, brk, t, d, conns, 0); err != nil {
@@ -301,7 +318,7 @@ func measurePeer(e *env, b *broker, d time.Duration, conns int) (row, error) {
 }
 
 // measureHookgate drives hookgate closed loop (rate 0) or at a fixed rate,
-// with a fresh key per request when t is keyed.
+// with a fresh key per request when t is keyed; a signed t only closed loop.
 func measureHookgate(e *env, g *hookgate, b *broker, t target, d time.Duration, conns int, rate float64) (row, error) {
 	before := b.streamMsgs(hooksStream)
 	accepted := g.metricValue("hookgate_http_requests_total", `code="202"`)
@@ -318,11 +335,13 @@ func measureHookgate(e *env, g *hookgate, b *broker, t target, d time.Duration, 
 	var (
 		res  loadResult
 		err  error
-		name = map[bool]string{false: rowHG, true: rowHGKey}[t.keyed]
+		name = hookgateRow(t, rate)
 		gen  = e.gen.name()
 	)
 	if rate > 0 {
-		name = map[bool]string{false: rowHGHalf, true: rowHGKeyH}[t.keyed]
+		if t.sig != "" {
+			return row{}, fmt.Errorf("%s: rate-gen sends no signed requests", name)
+		}
 		gen = fmt.Sprintf("rate-gen @ %.0f/s", rate)
 		from := time.Now()
 		res, err = rateGen{self: e.self}.run(t, conns, d, rate)
@@ -375,6 +394,22 @@ func measureHookgate(e *env, g *hookgate, b *broker, t target, d time.Duration, 
 		}
 	}
 	return r, nil
+}
+
+// hookgateRow names the row that drives t closed loop (rate 0) or at a
+// fixed rate.
+func hookgateRow(t target, rate float64) string {
+	switch {
+	case t.sig != "":
+		return rowHGSign
+	case t.keyed && rate > 0:
+		return rowHGKeyH
+	case t.keyed:
+		return rowHGKey
+	case rate > 0:
+		return rowHGHalf
+	}
+	return rowHG
 }
 
 func joinNote(a, b string) string {

@@ -17,6 +17,7 @@ import (
 	"github.com/hookgate/hookgate/gateway"
 	"github.com/hookgate/hookgate/ingest"
 	"github.com/hookgate/hookgate/metrics"
+	"github.com/hookgate/hookgate/secretring"
 )
 
 // Exit statuses of the contract.
@@ -30,7 +31,7 @@ const (
 // HOOKGATE_<FLAG_IN_UPPER_SNAKE>; a flag given wins.
 type cli struct {
 	Serve       serveCmd       `cmd:"" help:"Run the gateway."`
-	Token       tokenCmd       `cmd:"" help:"Issue, rotate, rename, revoke and list credentials."`
+	Token       tokenCmd       `cmd:"" help:"Issue, rotate, rename, revoke and list credentials; reseal their signing secrets."`
 	Tail        tailCmd        `cmd:"" help:"Print accepted webhooks from the stream as they arrive." set:"stream_help=JetStream stream of accepted webhooks."`
 	Version     versionCmd     `cmd:"" help:"Print version, commit and Go version."`
 	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 when the gateway on this host is ready (or, with --live, alive); for container healthchecks."`
@@ -40,6 +41,7 @@ type cli struct {
 type env struct {
 	ctx    context.Context // ends at the first SIGTERM or SIGINT
 	hurry  <-chan struct{} // closes at the second; nil: never
+	hup    <-chan struct{} // a SIGHUP: serve re-reads its key ring; nil: none
 	getenv func(string) string
 	stdout io.Writer
 	stderr io.Writer
@@ -50,11 +52,12 @@ type exitPanic struct{ code int }
 
 // run parses args and runs the command; it returns the process's exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (code int) {
-	return runHurried(ctx, nil, args, getenv, stdout, stderr)
+	return runSignalled(ctx, nil, nil, args, getenv, stdout, stderr)
 }
 
-// runHurried is run with a second signal: hurry closes when it comes.
-func runHurried(ctx context.Context, hurry <-chan struct{}, args []string, getenv func(string) string, stdout, stderr io.Writer) (code int) {
+// runSignalled is run with the process's other signals: hurry closes at a
+// second SIGTERM or SIGINT, hup gets each SIGHUP.
+func runSignalled(ctx context.Context, hurry, hup <-chan struct{}, args []string, getenv func(string) string, stdout, stderr io.Writer) (code int) {
 	var c cli
 	parser, err := newParser(&c, stdout, stderr, getenv)
 	if err != nil {
@@ -77,7 +80,7 @@ func runHurried(ctx context.Context, hurry <-chan struct{}, args []string, geten
 		}
 		return exitUsage
 	}
-	if err := kctx.Run(&env{ctx: ctx, hurry: hurry, getenv: getenv, stdout: stdout, stderr: stderr}); err != nil {
+	if err := kctx.Run(&env{ctx: ctx, hurry: hurry, hup: hup, getenv: getenv, stdout: stdout, stderr: stderr}); err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "hookgate: %v\n", err)
@@ -120,6 +123,7 @@ var defaults = kong.Vars{
 	"default_max_conns":              strconv.Itoa(ingest.DefaultMaxConns),
 	"default_per_app_metrics_max":    strconv.Itoa(metrics.DefaultPerAppMax),
 	"default_credential_metrics_max": strconv.Itoa(metrics.DefaultCredentialMax),
+	"default_secret_keys":            gateway.DefaultDataDir + "/" + secretring.FileName, // the token commands'; serve's is in its --data-dir
 }
 
 // shortDuration writes d as the contract does ("2m", "168h", not

@@ -23,8 +23,20 @@ func main() {
 		<-sigs
 		close(hurry)
 	}()
-	code := runHurried(ctx, hurry, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	hup := make(chan struct{}, 1)
+	go func() {
+		for range hups {
+			select {
+			case hup <- struct{}{}:
+			default: // one reload pending is enough
+			}
+		}
+	}()
+	code := runSignalled(ctx, hurry, hup, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	signal.Stop(sigs)
+	signal.Stop(hups)
 	cancel()
 	os.Exit(code)
 }

@@ -92,6 +92,7 @@ type serveCmd struct {
 	AuthFailureRate      float64       `default:"${default_auth_failure_rate}" help:"Refused-token requests per second per client address (0: off)."`
 	AuthFailureBurst     int           `default:"${default_auth_failure_burst}" help:"Burst of refused-token requests per client address."`
 	TrustedProxies       string        `name:"trusted-proxies" default:"" placeholder:"CIDRS" help:"Comma-separated CIDRs or addresses of proxies in front (an Ingress, a load balancer): for their connections the client is the right-most X-Forwarded-For address not itself trusted. Empty: the TCP peer is the client."`
+	SecretKeys           string        `name:"secret-keys" placeholder:"FILE" default:"" help:"Key ring that unseals signing secrets (default: secret-keys in --data-dir, created there on the embedded default; with --nats-url give every gateway the same file). SIGHUP re-reads it."`
 	TLSCert              string        `name:"tls-cert" placeholder:"FILE" help:"Serve webhooks over TLS with this certificate (PEM, with --tls-key)."`
 	TLSKey               string        `name:"tls-key" placeholder:"FILE" help:"Private key of --tls-cert (PEM)."`
 	PerAppMetrics        bool          `help:"Count stored webhooks per organization, application and kind (hookgate_app_webhooks_total)."`
@@ -163,10 +164,11 @@ func (c *serveCmd) Run(e *env) error {
 			PerApp: c.PerAppMetrics, PerAppMax: c.PerAppMetricsMax,
 			CredentialSeen: c.CredentialMetrics, CredentialMax: c.CredentialMetricsMax,
 		},
-		TLSCert: c.TLSCert,
-		TLSKey:  c.TLSKey,
-		Version: version,
-		Logger:  log,
+		SecretKeys: c.SecretKeys,
+		TLSCert:    c.TLSCert,
+		TLSKey:     c.TLSKey,
+		Version:    version,
+		Logger:     log,
 	}
 	g, err := gateway.Start(e.ctx, cfg)
 	var bad *gateway.ConfigError
@@ -178,6 +180,13 @@ func (c *serveCmd) Run(e *env) error {
 	}
 	if memLimit != nil {
 		log.Info("Go memory limit set from the container's", memLimit...)
+	}
+	if e.hup != nil {
+		go func() {
+			for range e.hup {
+				g.ReloadSecretKeys()
+			}
+		}()
 	}
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("serve: %w", err)

@@ -81,3 +81,19 @@ func loadID(body []byte) string {
 	}
 	return b.N
 }
+
+// LastMessage returns the last message stored on subject in stream.
+func LastMessage(t testing.TB, js jetstream.JetStream, stream, subject string) *jetstream.RawStreamMsg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("stream %s: %v", stream, err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		t.Fatalf("stream %s: last message on %s: %v", stream, subject, err)
+	}
+	return m
+}
