@@ -370,8 +370,8 @@ func TestHelmValues(t *testing.T) {
 
 // TestHelmFollowsKustomizeBase: the chart's gateways with the default values
 // run as the kustomize base's do: the same image, container settings,
-// probes, security contexts, rollout, grace period, spread, disruption
-// budget, NetworkPolicy and autoscaler. The base is the reference: a change
+// probes, security contexts, rollout, grace period, spread, Services,
+// ServiceMonitor, disruption budget, NetworkPolicy and autoscaler. The base is the reference: a change
 // there fails this test until the chart follows.
 func TestHelmFollowsKustomizeBase(t *testing.T) {
 	base, chart := buildBase(t), mustRender(t, nil)
@@ -429,9 +429,17 @@ func TestHelmFollowsKustomizeBase(t *testing.T) {
 	bpdb := one[policyv1.PodDisruptionBudget](t, base, "PodDisruptionBudget", "hookgate")
 	cpdb := one[policyv1.PodDisruptionBudget](t, chart, "PodDisruptionBudget", release)
 	same("PodDisruptionBudget", []any{bpdb.Spec.MaxUnavailable, bpdb.Spec.MinAvailable}, []any{cpdb.Spec.MaxUnavailable, cpdb.Spec.MinAvailable})
+	for _, name := range []string{"hookgate", "hookgate-metrics"} {
+		bs, cs := one[corev1.Service](t, base, "Service", name).Spec, one[corev1.Service](t, chart, "Service", name).Spec
+		bs.Selector, cs.Selector = nil, nil // the chart's names its release
+		same("Service "+name, bs, cs)
+	}
+	withOptions := mustRender(t, map[string]any{"networkPolicy": map[string]any{"enabled": true}, "serviceMonitor": map[string]any{"enabled": true}})
+	bsm := one[monitoringv1.ServiceMonitor](t, base, "ServiceMonitor", "hookgate")
+	csm := one[monitoringv1.ServiceMonitor](t, withOptions, "ServiceMonitor", release)
+	same("ServiceMonitor jobLabel and endpoints", []any{bsm.Spec.JobLabel, bsm.Spec.Endpoints}, []any{csm.Spec.JobLabel, csm.Spec.Endpoints})
 	bnp := one[networkingv1.NetworkPolicy](t, base, "NetworkPolicy", "hookgate")
-	withNP := mustRender(t, map[string]any{"networkPolicy": map[string]any{"enabled": true}})
-	cnp := one[networkingv1.NetworkPolicy](t, withNP, "NetworkPolicy", release)
+	cnp := one[networkingv1.NetworkPolicy](t, withOptions, "NetworkPolicy", release)
 	same("NetworkPolicy policyTypes", bnp.Spec.PolicyTypes, cnp.Spec.PolicyTypes)
 	same("NetworkPolicy ingress", bnp.Spec.Ingress, cnp.Spec.Ingress)
 	bh := one[autoscalingv2.HorizontalPodAutoscaler](t, base, "HorizontalPodAutoscaler", "hookgate")
