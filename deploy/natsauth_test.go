@@ -391,9 +391,15 @@ func TestNATSPermissions(t *testing.T) {
 			if err != nil {
 				t.Fatalf("platform: issue: %v", err)
 			}
-			if list, err := reg.List(soon(t), "acme"); err != nil || len(list) != 1 {
-				t.Errorf("platform: list: %d credentials, %v; want the one issued", len(list), err)
-			}
+			// A replica may answer the list's read before it has the issue's
+			// write (the bucket allows direct reads from any replica): the
+			// list converges, as `token list` does on a cluster.
+			hgtest.WaitFor(t, 10*time.Second, func() error {
+				if list, err := reg.List(soon(t), "acme"); err != nil || len(list) != 1 {
+					return fmt.Errorf("platform: list: %d credentials, %v; want the one issued", len(list), err)
+				}
+				return nil
+			})
 
 			readerErrs := &asyncErrors{}
 			_, rjs := c.connect(t, "reader", readerErrs)
