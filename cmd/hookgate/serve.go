@@ -122,11 +122,41 @@ func (c *serveCmd) Run(e *env) error {
 			memLimit = []any{"container_bytes", containerMax, "limit_bytes", limit}
 		}
 	}
+	cfg, err := c.config(e, log)
+	if err != nil {
+		return err
+	}
+	g, err := gateway.Start(e.ctx, cfg)
+	var bad *gateway.ConfigError
+	if errors.As(err, &bad) {
+		return usageError{fmt.Errorf("serve: %w", err)}
+	}
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if memLimit != nil {
+		log.Info("Go memory limit set from the container's", memLimit...)
+	}
+	if e.hup != nil {
+		go func() {
+			for range e.hup {
+				g.ReloadSecretKeys()
+			}
+		}()
+	}
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// config maps serve's flags to the gateway's Config.
+func (c *serveCmd) config(e *env, log *slog.Logger) (gateway.Config, error) {
 	proxies, err := ingest.ParseProxies(c.TrustedProxies)
 	if err != nil {
-		return usageError{err}
+		return gateway.Config{}, usageError{err}
 	}
-	cfg := gateway.Config{
+	return gateway.Config{
 		Listen:          c.Listen,
 		MetricsListen:   c.MetricsListen,
 		NATS:            c.conn(c.NatsURL, "hookgate"),
@@ -169,29 +199,7 @@ func (c *serveCmd) Run(e *env) error {
 		TLSKey:     c.TLSKey,
 		Version:    version,
 		Logger:     log,
-	}
-	g, err := gateway.Start(e.ctx, cfg)
-	var bad *gateway.ConfigError
-	if errors.As(err, &bad) {
-		return usageError{fmt.Errorf("serve: %w", err)}
-	}
-	if err != nil {
-		return fmt.Errorf("serve: %w", err)
-	}
-	if memLimit != nil {
-		log.Info("Go memory limit set from the container's", memLimit...)
-	}
-	if e.hup != nil {
-		go func() {
-			for range e.hup {
-				g.ReloadSecretKeys()
-			}
-		}()
-	}
-	if err := g.Wait(); err != nil {
-		return fmt.Errorf("serve: %w", err)
-	}
-	return nil
+	}, nil
 }
 
 func newLogger(w io.Writer, format, level string) *slog.Logger {
