@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -25,6 +26,9 @@ func githubSign(secret string, body []byte) string {
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
+// replies are every reply body the signed tests saw, scanned for secrets.
+var replies []string
+
 // sendSigned posts body to path with the given headers and returns status,
 // body and the stored message's headers are read by the caller.
 func sendSigned(t *testing.T, url string, body []byte, hdr map[string]string) (int, string) {
@@ -39,6 +43,7 @@ func sendSigned(t *testing.T, url string, body []byte, hdr map[string]string) (i
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	replies = append(replies, string(raw))
 	return resp.StatusCode, string(raw)
 }
 
@@ -64,6 +69,13 @@ func TestSignedDeliveries(t *testing.T) {
 		t.Fatalf("signing secret %q", is.SigningSecret)
 	}
 	_, js := hgtest.Connect(t, srv.ClientURL())
+	rec := hgtest.RawKV(t, srv.ClientURL(), "hookgate-tokens", auth.CredentialKey(is.ID))
+	var sealed struct {
+		Signing struct{ Sealed string } `json:"signing"`
+	}
+	if err := json.Unmarshal(rec, &sealed); err != nil || sealed.Signing.Sealed == "" {
+		t.Fatalf("cred record %s: %v", rec, err)
+	}
 
 	body := []byte(`{"action":"created","deployment_status":{"state":"success"}}`)
 	for i, gw := range []*hgtest.Gateway{gw1, gw2} {
@@ -140,9 +152,17 @@ func TestSignedDeliveries(t *testing.T) {
 		})
 	}
 	t.Logf("revoked signing credential refused on both gateways within %s", time.Since(start).Round(time.Millisecond))
+	// No secret, sealed or not, and no signature in a log line, a metric or
+	// a reply.
+	sig := strings.TrimPrefix(githubSign(is.SigningSecret, body), "sha256=")
 	for _, gw := range []*hgtest.Gateway{gw1, gw2} {
-		if strings.Contains(gw.Logs.String(), is.SigningSecret) || strings.Contains(gw.Logs.String(), strings.TrimPrefix(githubSign(is.SigningSecret, body), "sha256=")) {
-			t.Error("a log line holds the signing secret or a signature")
+		metrics := hgtest.Scrape(t, gw.MetricsURL)
+		for where, text := range map[string]string{"log": gw.Logs.String(), "metrics": metrics, "replies": strings.Join(replies, "\n")} {
+			for what, secret := range map[string]string{"signing secret": is.SigningSecret, "sealed secret": sealed.Signing.Sealed, "signature": sig} {
+				if strings.Contains(text, secret) {
+					t.Errorf("the gateway's %s hold the %s", where, what)
+				}
+			}
 		}
 	}
 }

@@ -205,6 +205,22 @@ func Metric(metricsURL, series string) (v float64, found bool, err error) {
 	return 0, false, nil
 }
 
+// Scrape returns the whole /metrics page of metricsURL.
+func Scrape(t testing.TB, metricsURL string) string {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(metricsURL + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape %s: %v", metricsURL, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", metricsURL, err)
+	}
+	return string(body)
+}
+
 // MetricValue is Metric for a series that must be there: anything else fails
 // the test.
 func MetricValue(t testing.TB, metricsURL, series string) float64 {

@@ -97,3 +97,21 @@ func LastMessage(t testing.TB, js jetstream.JetStream, stream, subject string) *
 	}
 	return m
 }
+
+// RawKV returns the value of key in bucket as stored, read through a
+// connection of its own.
+func RawKV(t testing.TB, url, bucket, key string) []byte {
+	t.Helper()
+	_, js := Connect(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		t.Fatalf("bucket %s: %v", bucket, err)
+	}
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		t.Fatalf("bucket %s: %s: %v", bucket, key, err)
+	}
+	return e.Value()
+}
