@@ -9,6 +9,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/hookgate/hookgate/auth"
+	"github.com/hookgate/hookgate/internal/ascii"
 	"github.com/hookgate/hookgate/metrics"
 	"github.com/hookgate/hookgate/signature"
 )
@@ -42,7 +43,7 @@ func (h *Handler) authenticate(ctx *fasthttp.RequestCtx, req *request, hdrs *req
 		if hdrs.gitlabN > 1 {
 			return nil, h.refuseToken(ctx, req, b, refusalInvalidToken, metrics.AuthMalformed)
 		}
-		token := trimBlank(hdrs.gitlab)
+		token := ascii.TrimBlank(hdrs.gitlab)
 		return h.authenticateToken(ctx, req, b, token, len(token) > 0)
 	}
 	if id := ctx.QueryArgs().PeekBytes(queryCredential); id != nil {

@@ -3,6 +3,7 @@ package ingest
 import (
 	"github.com/valyala/fasthttp"
 
+	"github.com/hookgate/hookgate/internal/ascii"
 	"github.com/hookgate/hookgate/metrics"
 )
 
@@ -48,7 +49,7 @@ func (h *Handler) expectRefusal(ctx *fasthttp.RequestCtx, req *request) (*refusa
 	var hdrs requestHeaders
 	readHeaders(&ctx.Request.Header, &hdrs)
 	var scratch [512]byte
-	if _, present := bearerOrBasic(hdrs.auth, scratch[:]); present || len(trimBlank(hdrs.gitlab)) > 0 ||
+	if _, present := bearerOrBasic(hdrs.auth, scratch[:]); present || len(ascii.TrimBlank(hdrs.gitlab)) > 0 ||
 		ctx.QueryArgs().PeekBytes(queryCredential) != nil {
 		return nil, ""
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/hookgate/hookgate/internal/ascii"
 	"github.com/hookgate/hookgate/signature"
 )
 
@@ -14,16 +15,18 @@ import (
 // Authorization header, its media type, its Idempotency-Key, its client
 // address.
 
-var (
-	bearer    = []byte("bearer")
-	basic     = []byte("basic")
-	mediaJSON = []byte("application/json")
+var eventPing = []byte("ping")
 
-	headerAuthorization  = []byte("authorization")
-	headerGitlabToken    = []byte("x-gitlab-token")
-	headerIdempotencyKey = []byte("idempotency-key")
-	headerGitHubEvent    = []byte("x-github-event")
-	eventPing            = []byte("ping")
+// Lowercase ASCII words the request's headers are compared with.
+const (
+	bearer    = "bearer"
+	basic     = "basic"
+	mediaJSON = "application/json"
+
+	headerAuthorization  = "authorization"
+	headerGitlabToken    = "x-gitlab-token"
+	headerIdempotencyKey = "idempotency-key"
+	headerGitHubEvent    = "x-github-event"
 )
 
 // requestHeaders are the headers that present a request's credential and
@@ -43,15 +46,15 @@ type requestHeaders struct {
 func readHeaders(hdr *fasthttp.RequestHeader, h *requestHeaders) {
 	for k, v := range hdr.All() {
 		switch {
-		case equalFold(k, headerAuthorization):
+		case ascii.EqualFold(k, headerAuthorization):
 			h.auth, h.authN = v, h.authN+1
-		case equalFold(k, headerGitlabToken):
+		case ascii.EqualFold(k, headerGitlabToken):
 			h.gitlab, h.gitlabN = v, h.gitlabN+1
-		case equalFold(k, headerIdempotencyKey):
+		case ascii.EqualFold(k, headerIdempotencyKey):
 			h.idem, h.idemN = v, h.idemN+1
 		default:
-			if equalFold(k, headerGitHubEvent) {
-				h.ping = bytes.Equal(trimBlank(v), eventPing)
+			if ascii.EqualFold(k, headerGitHubEvent) {
+				h.ping = bytes.Equal(ascii.TrimBlank(v), eventPing)
 			}
 			h.sig.Add(k, v)
 		}
@@ -75,18 +78,18 @@ func (h *requestHeaders) key() (key []byte, ok bool) {
 // surround them: a Unicode space is part of the token (and so makes it
 // malformed). A decoded Basic user:password lives in scratch when it fits.
 func bearerOrBasic(header, scratch []byte) (token []byte, present bool) {
-	header = trimBlank(header)
+	header = ascii.TrimBlank(header)
 	if len(header) == 0 {
 		return nil, false
 	}
 	scheme, rest := header, []byte(nil)
 	if i := bytes.IndexAny(header, " \t"); i >= 0 {
-		scheme, rest = header[:i], trimBlank(header[i:])
+		scheme, rest = header[:i], ascii.TrimBlank(header[i:])
 	}
 	switch {
-	case equalFold(scheme, bearer):
+	case ascii.EqualFold(scheme, bearer):
 		return rest, len(rest) > 0
-	case equalFold(scheme, basic):
+	case ascii.EqualFold(scheme, basic):
 		if len(rest) == 0 {
 			return nil, false
 		}
@@ -109,34 +112,6 @@ func bearerOrBasic(header, scratch []byte) (token []byte, present bool) {
 	return nil, true
 }
 
-// trimBlank trims ASCII spaces and tabs, and nothing else.
-func trimBlank(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// equalFold compares s with a lowercase ASCII word, ignoring ASCII case only:
-// bytes.EqualFold would also match Unicode folds such as the Kelvin sign.
-func equalFold(s, lower []byte) bool {
-	if len(s) != len(lower) {
-		return false
-	}
-	for i, c := range s {
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // jsonMediaType accepts no Content-Type or application/json with parameters.
 func jsonMediaType(ct []byte) bool {
 	if len(ct) == 0 {
@@ -145,7 +120,7 @@ func jsonMediaType(ct []byte) bool {
 	if i := bytes.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
 	}
-	return equalFold(trimBlank(ct), mediaJSON)
+	return ascii.EqualFold(ascii.TrimBlank(ct), mediaJSON)
 }
 
 // idempotencyKey returns the request's Idempotency-Key (nil when absent); ok

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/hookgate/hookgate/internal/ascii"
 	"github.com/valyala/fasthttp"
 )
 
@@ -67,7 +68,7 @@ func (p Proxies) client(peer netip.Addr, forwardedFor [][]byte) netip.Addr {
 			} else {
 				list = nil
 			}
-			a, err := netip.ParseAddr(string(trimBlank(entry)))
+			a, err := netip.ParseAddr(string(ascii.TrimBlank(entry)))
 			if err != nil {
 				return peer
 			}

@@ -1,6 +1,10 @@
 package signature
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/hookgate/hookgate/internal/ascii"
+)
 
 const (
 	mediaForm    = "application/x-www-form-urlencoded"
@@ -17,7 +21,7 @@ func FormPayload(dst, contentType, body []byte) (payload []byte, ok bool) {
 	if i := bytes.IndexByte(contentType, ';'); i >= 0 {
 		contentType = contentType[:i]
 	}
-	if !equalFold(trimBlank(contentType), mediaForm) {
+	if !ascii.EqualFold(ascii.TrimBlank(contentType), mediaForm) {
 		return dst, false
 	}
 	name, value, found := bytes.Cut(body, []byte{'='})

@@ -1,5 +1,7 @@
 package signature
 
+import "github.com/hookgate/hookgate/internal/ascii"
+
 // field is a request header that this package reads; 0 is none.
 type field uint8
 
@@ -87,7 +89,7 @@ func (h *Headers) Add(name, value []byte) {
 		return
 	}
 	for _, f := range byLen[len(name)] {
-		if equalFold(name, fieldNames[f]) {
+		if ascii.EqualFold(name, fieldNames[f]) {
 			h.val[f] = value
 			if h.n[f] < 2 {
 				h.n[f]++
@@ -158,32 +160,4 @@ func printableASCII(b []byte, max int) bool {
 		}
 	}
 	return true
-}
-
-// equalFold compares s with a lowercase ASCII word, ignoring ASCII case only:
-// bytes.EqualFold would also match Unicode folds such as the Kelvin sign.
-func equalFold(s []byte, lower string) bool {
-	if len(s) != len(lower) {
-		return false
-	}
-	for i, c := range s {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// trimBlank trims ASCII spaces and tabs, and nothing else.
-func trimBlank(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }

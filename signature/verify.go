@@ -8,6 +8,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"time"
+
+	"github.com/hookgate/hookgate/internal/ascii"
 )
 
 // ErrInvalid is what every failed verification is: the contract's one
@@ -81,7 +83,7 @@ func (k *Key) verify(s *Scheme, h *Headers, body []byte, now time.Time) reason {
 	if h.n[set.sig] > 1 || h.n[set.id] > 1 || h.n[set.timestamp] > 1 {
 		return reasonDuplicate
 	}
-	value := trimBlank(h.val[set.sig])
+	value := ascii.TrimBlank(h.val[set.sig])
 	if s.refused != "" && hasPrefix(value, s.refused) {
 		return reasonSHA1
 	}
@@ -126,7 +128,7 @@ func (s *Scheme) match(value []byte, mac *[sha256.Size]byte) reason {
 		}
 		if s.sep == ',' {
 			// "v1=a, v1=b": blanks after a comma are the list's, not the signature's.
-			sig = trimBlank(sig)
+			sig = ascii.TrimBlank(sig)
 		}
 		if !hasPrefix(sig, s.prefix) {
 			continue

@@ -28,36 +28,10 @@ func TestBinaryProductionAndSigning(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: builds and runs the binary")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "hookgate")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	dataDir := filepath.Join(dir, "data")
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", dataDir,
-		"--embedded-nats-listen", "127.0.0.1:0", "--log-format", "json", "--trusted-proxies", "127.0.0.0/8",
-		"--auth-failure-rate", "0.01", "--auth-failure-burst", "2", "--stream-max-bytes", "100000000",
-		"--shutdown-delay", "2s", "--shutdown-timeout", "5s")
-	var stderr hgtest.LogBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-		}
-	}()
-	var listen, metricsAddr, natsURL string
-	hgtest.WaitFor(t, 20*time.Second, func() error {
-		var ok bool
-		if listen, metricsAddr, natsURL, ok = started(stderr.String()); !ok {
-			return errors.New("serve has not logged its addresses yet")
-		}
-		return hgtest.Ready("http://" + metricsAddr)
-	})
+	srv := startBinary(t, "--trusted-proxies", "127.0.0.0/8", "--auth-failure-rate", "0.01", "--auth-failure-burst", "2",
+		"--stream-max-bytes", "100000000", "--shutdown-delay", "2s", "--shutdown-timeout", "5s")
+	cmd, stderr, exited, dataDir, bin := srv.cmd, srv.stderr, srv.exited, srv.dataDir, srv.bin
+	listen, metricsAddr, natsURL := srv.listen, srv.metricsAddr, srv.natsURL
 	run := func(args ...string) (int, string, string) {
 		c := exec.Command(bin, args...)
 		var out, errOut bytes.Buffer

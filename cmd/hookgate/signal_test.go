@@ -2,8 +2,6 @@ package main
 
 import (
 	"errors"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,35 +18,10 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: builds the binary and drains it under load")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "hookgate")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	dataDir := filepath.Join(dir, "data")
 	const shutdownTimeout = 10 * time.Second
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", dataDir,
-		"--embedded-nats-listen", "127.0.0.1:0", "--log-format", "json", "--shutdown-timeout", shutdownTimeout.String(), "--shutdown-delay", "1h")
-	var stderr hgtest.LogBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-		}
-	}()
-	var listen, metricsAddr, natsURL string
-	hgtest.WaitFor(t, 20*time.Second, func() error {
-		var ok bool
-		if listen, metricsAddr, natsURL, ok = started(stderr.String()); !ok {
-			return errors.New("serve has not logged its addresses yet: " + stderr.String())
-		}
-		return hgtest.Ready("http://" + metricsAddr)
-	})
+	gw := startBinary(t, "--shutdown-timeout", shutdownTimeout.String(), "--shutdown-delay", "1h")
+	cmd, stderr, exited, dataDir := gw.cmd, gw.stderr, gw.exited, gw.dataDir
+	listen, metricsAddr, natsURL := gw.listen, gw.metricsAddr, gw.natsURL
 	code, out, errOut := runCLI(t, noEnv, "token", "issue", "--org", "acme", "--kind", "hits", "--name", "n", "--json", "--nats-url", natsURL)
 	if code != 0 {
 		t.Fatalf("issue: %s", errOut)

@@ -186,17 +186,11 @@ func Ready(metricsURL string) error {
 // exposition format (`name{label="v"}`, labels in name order); found is false
 // when the series is not there (yet).
 func Metric(metricsURL, series string) (v float64, found bool, err error) {
-	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get(metricsURL + "/metrics")
+	body, err := scrape(metricsURL)
 	if err != nil {
 		return 0, false, err
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, false, err
-	}
-	for line := range strings.Lines(string(body)) {
+	for line := range strings.Lines(body) {
 		if rest, ok := strings.CutPrefix(line, series+" "); ok {
 			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
 			return v, err == nil, err
@@ -208,17 +202,22 @@ func Metric(metricsURL, series string) (v float64, found bool, err error) {
 // Scrape returns the whole /metrics page of metricsURL.
 func Scrape(t testing.TB, metricsURL string) string {
 	t.Helper()
+	body, err := scrape(metricsURL)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", metricsURL, err)
+	}
+	return body
+}
+
+func scrape(metricsURL string) (string, error) {
 	client := &http.Client{Timeout: 5 * time.Second}
 	resp, err := client.Get(metricsURL + "/metrics")
 	if err != nil {
-		t.Fatalf("scrape %s: %v", metricsURL, err)
+		return "", err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("scrape %s: %v", metricsURL, err)
-	}
-	return string(body)
+	return string(body), err
 }
 
 // MetricValue is Metric for a series that must be there: anything else fails
