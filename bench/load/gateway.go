@@ -168,10 +168,11 @@ func startServe(bin string, extra ...string) (*hookgate, error) {
 	return g, nil
 }
 
-// startHookgateInProc runs the gateway in this process via gateway.Start,
-// with an embedded NATS server storing JetStream in dir, and the key ring
-// secretKeys ("": secret-keys in dir, created there).
-func startHookgateInProc(dir, secretKeys string, maxConnsPerIP int) (*hookgate, error) {
+// startHookgateInProc runs the gateway in this process via gateway.Start:
+// against natsURL, or ("") with an embedded NATS server storing JetStream in
+// dir; with the key ring secretKeys ("": secret-keys in dir, created there
+// on the embedded default).
+func startHookgateInProc(dir, natsURL, secretKeys string, maxConnsPerIP int) (*hookgate, error) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400) // as hookgate serve does
 	}
@@ -188,6 +189,7 @@ func startHookgateInProc(dir, secretKeys string, maxConnsPerIP int) (*hookgate, 
 	cfg := gateway.DefaultConfig()
 	cfg.Listener, cfg.MetricsLn = ln, mln
 	cfg.DataDir, cfg.EmbeddedListen, cfg.SecretKeys = dir, "127.0.0.1:0", secretKeys
+	cfg.NATS.URL = natsURL
 	cfg.Server.MaxConnsPerIP = maxConnsPerIP
 	cfg.Logger, cfg.Version = slog.New(slog.DiscardHandler), "bench"
 	g, err := gateway.Start(ctx, cfg)

@@ -62,6 +62,7 @@ type options struct {
 	genTarget, genPath, genSlowLog               string
 	genRate                                      float64
 	genKeyed                                     bool
+	dataDir                                      string
 }
 
 func main() {
@@ -94,6 +95,7 @@ func main() {
 	flag.Float64Var(&o.genRate, "rate", 0, "internal: rate-gen requests per second")
 	flag.StringVar(&o.genSlowLog, "slow-log", "", "internal: rate-gen writes each request over 5ms here")
 	flag.BoolVar(&o.genKeyed, "keyed", false, "internal: rate-gen sends a fresh Idempotency-Key with each request")
+	flag.StringVar(&o.dataDir, "data-dir", "", "internal: the floor's JetStream store when it embeds NATS (no -nats-url)")
 	flag.Parse()
 
 	var err error
@@ -102,6 +104,8 @@ func main() {
 		err = roleHTTPCeiling(o.listen)
 	case o.role == "rate-gen":
 		err = runRateGenChild(o.genTarget, o.genPath, o.token, o.genRate, o.conns, o.duration, o.genSlowLog, o.genKeyed)
+	case o.role == "floor":
+		err = roleFloor(o.listen, o.natsURL, o.dataDir)
 	case o.role == "peer":
 		err = rolePeer(o.listen, o.natsURL, o.token, o.stream, o.prefix)
 	case o.role != "":

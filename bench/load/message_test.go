@@ -15,7 +15,7 @@ import (
 // message is what hookgate stores: the same header names, and values of the
 // same shape and size.
 func TestContractMsgMatchesHookgate(t *testing.T) {
-	g, err := startHookgateInProc(t.TempDir(), "", 100)
+	g, err := startHookgateInProc(t.TempDir(), "", "", 100)
 	if err != nil {
 		t.Fatal(err)
 	}

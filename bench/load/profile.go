@@ -11,13 +11,25 @@ import (
 	"strings"
 )
 
-// runProfile runs the gateway in this process (gateway.Start with an embedded
-// NATS server), drives it for e.o.duration and writes a CPU profile and two
-// allocation profiles (before and after the load, for pprof -base). With wrk
-// the generator is another process, so the profile holds only the gateway and
-// its embedded broker; with -gen go the generator shows up too.
+// runProfile runs the gateway in this process (gateway.Start), drives it for
+// e.o.duration and writes a CPU profile and two allocation profiles (before
+// and after the load, for pprof -base). With -gateway proc the broker is the
+// natsd child, as for serve --nats-url, so the profile holds the gateway
+// alone; otherwise it is embedded and in the profile too. With wrk or
+// -profile-rate the generator is another process; with -gen go and the
+// closed loop it shows up in the profile as well.
 func runProfile(e *env) error {
-	g, err := startHookgateInProc(filepath.Join(e.tmp, "embedded-profile"), "", e.o.maxConnsPerIP)
+	dir := filepath.Join(e.tmp, "embedded-profile")
+	natsURL, what := "", "gateway + embedded NATS"
+	if e.o.gatewayMode == "proc" {
+		b, err := startBroker(e.natsdBin, filepath.Join(e.tmp, "natsd-profile"))
+		if err != nil {
+			return err
+		}
+		defer b.stop()
+		natsURL, what = b.url, "the gateway alone; natsd is a child"
+	}
+	g, err := startHookgateInProc(dir, natsURL, "", e.o.maxConnsPerIP)
 	if err != nil {
 		return err
 	}
@@ -87,9 +99,12 @@ func runProfile(e *env) error {
 	if res.note != "" {
 		fmt.Printf("(%s)\n\n", res.note)
 	}
-	fmt.Printf("%.0f req/s, p50 %s, p99 %s, p99.9 %s, %d errors; this process (gateway + embedded NATS%s) used %.3f CPU s per 10k requests\n\n",
+	if e.gen.name() == "go" && e.o.profileRate == 0 {
+		what += "; + the Go generator"
+	}
+	fmt.Printf("%.0f req/s, p50 %s, p99 %s, p99.9 %s, %d errors; this process (%s) used %.3f CPU s per 10k requests\n\n",
 		res.rate(), fmtDur(res.p50), fmtDur(res.p99), fmtDur(res.p999), res.errors,
-		map[bool]string{true: " + Go generator", false: ""}[e.gen.name() == "go"], spent/float64(max(1, res.requests))*10000)
+		what, spent/float64(max(1, res.requests))*10000)
 	fmt.Printf("CPU profile: %s\nallocations: %s (base before the load, for -base: %s)\n\n", e.o.cpuprofile, memprofile, base)
 	cmds := [][]string{
 		{"go", "tool", "pprof", "-top", "-cum", "-nodecount=15", e.o.cpuprofile},

@@ -135,6 +135,7 @@ func report(e *env, rows []row, took time.Duration) string {
 	b.WriteString(notes)
 	b.WriteString(medians(rows))
 	b.WriteString(ratios(e, rows))
+	b.WriteString(floorRatios(e, rows))
 	return b.String()
 }
 
@@ -144,6 +145,9 @@ const notes = `
   has no Idempotency-Key, Hook-Credential, as hookgate publishes it; not one of the issue's references, shown to
   tell the broker's cost of the stored message from the gateway's own work. The combined limit uses the
   bare-body broker ceiling.
+- floor: fasthttp, one publish of the body as hookgate's lean message through hookgate's bus.Publisher, the
+  wait for its ack, and a 202 with its sequence; no credential check, validation, metrics or logs (floor.go).
+  With -gateway embedded its JetStream runs in its own process, as the embedded gateway's does.
 - hookgate, signed: every request is a GitHub-style signed delivery of the same body: no Authorization, the
   credential named by ?credential=<id>, and X-Hub-Signature-256 (sha256= and the hex HMAC-SHA256 of the body with
   the credential's signing secret, computed once); no X-GitHub-Delivery, so its webhooks are key-less like the
@@ -168,7 +172,7 @@ func medians(rows []row) string {
 	var b strings.Builder
 	b.WriteString("\n### Medians over the runs\n\n")
 	b.WriteString("| measurement | rate | p50 | p99 | p99.9 | server CPU s/10k | broker CPU s/10k | server RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, name := range []string{rowHTTP, rowBroker, rowBrokerM, rowPeer, rowHG, rowHGSign, rowHGHalf, rowHGKey, rowHGKeyH} {
+	for _, name := range []string{rowHTTP, rowBroker, rowBrokerM, rowPeer, rowFloor, rowHG, rowHGSign, rowHGHalf, rowHGKey, rowHGKeyH} {
 		var rate, p50, p99, p999, cpu, brk, rss []float64
 		unit := ""
 		for _, r := range rows {
@@ -365,4 +369,40 @@ func goals(mode string) []goal {
 		}
 	}
 	return nil
+}
+
+// floorRatios sets hookgate and the targets' references against the floor
+// (floor.go) per run: what the wait for an ack costs any gateway, and what
+// hookgate's checks cost on top.
+func floorRatios(e *env, rows []row) string {
+	var b strings.Builder
+	b.WriteString("\n### Against the floor (fasthttp + one publish and its ack, no checks)\n\n")
+	b.WriteString("| run | floor req/s | floor vs combined limit | floor CPU/req vs http ceiling CPU/req | hookgate vs floor, rate | hookgate CPU/req vs floor CPU/req |\n" +
+		"|---:|---:|---:|---:|---:|---:|\n")
+	var vsComb, cpuVsHTTP, hgRate, hgCPU []float64
+	for run := 1; run <= e.o.runs; run++ {
+		get := func(name string) (row, bool) {
+			for _, r := range rows {
+				if r.run == run && r.name == name {
+					return r, true
+				}
+			}
+			return row{}, false
+		}
+		fl, ok1 := get(rowFloor)
+		hc, ok2 := get(rowHTTP)
+		bc, ok3 := get(rowBroker)
+		hg, ok4 := get(rowHG)
+		if !ok1 || !ok2 || !ok3 || !ok4 || fl.res.rate() == 0 || hc.per10k(hc.srvCPU) == 0 || fl.per10k(fl.srvCPU) == 0 {
+			continue
+		}
+		comb := 1 / (1/hc.res.rate() + 1/bc.res.rate())
+		v := []float64{fl.res.rate() / comb, fl.per10k(fl.srvCPU) / hc.per10k(hc.srvCPU), hg.res.rate() / fl.res.rate(), hg.per10k(hg.srvCPU) / fl.per10k(fl.srvCPU)}
+		vsComb, cpuVsHTTP, hgRate, hgCPU = append(vsComb, v[0]), append(cpuVsHTTP, v[1]), append(hgRate, v[2]), append(hgCPU, v[3])
+		fmt.Fprintf(&b, "| %d | %.0f | %.2f× | %.2f× | %.2f× | %.2f× |\n", run, fl.res.rate(), v[0], v[1], v[2], v[3])
+	}
+	if len(vsComb) > 0 {
+		fmt.Fprintf(&b, "| median | | %s | %s | %s | %s |\n", fmtRatio(medianOf(vsComb)), fmtRatio(medianOf(cpuVsHTTP)), fmtRatio(medianOf(hgRate)), fmtRatio(medianOf(hgCPU)))
+	}
+	return b.String()
 }

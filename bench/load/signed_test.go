@@ -23,7 +23,7 @@ func TestSignedRequestIsAccepted(t *testing.T) {
 	if err := createKeyRing(ring); err != nil {
 		t.Fatal(err)
 	}
-	g, err := startHookgateInProc(filepath.Join(dir, "data"), ring, 100)
+	g, err := startHookgateInProc(filepath.Join(dir, "data"), "", ring, 100)
 	if err != nil {
 		t.Fatal(err)
 	}

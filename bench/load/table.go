@@ -120,7 +120,16 @@ func runOnce(e *env, run int) (rows []row, err error) {
 	}
 	add(r)
 
-	// d. hookgate, then at half its peak rate, then with GitHub-style
+	// d. the floor under hookgate's own work (floor.go), with the broker
+	// where hookgate has it: in its process on the embedded default.
+	quiet(rowFloor)
+	embedded := e.o.gatewayMode != "proc"
+	if r, err = measureFloor(e, b, run, d, conns, embedded); err != nil {
+		return rows, err
+	}
+	add(r)
+
+	// e. hookgate, then at half its peak rate, then with GitHub-style
 	// signed deliveries; then closed loop and at half its peak with a fresh
 	// Idempotency-Key per request, after the key-less rows so that these
 	// meet no duplicate index the keyed ones filled. Every mode gets the
@@ -136,7 +145,7 @@ func runOnce(e *env, run int) (rows []row, err error) {
 	case "inproc", "embedded":
 		dir := filepath.Join(e.tmp, "embedded-"+strconv.Itoa(run))
 		if e.o.gatewayMode == "inproc" {
-			g, err = startHookgateInProc(dir, ring, e.o.maxConnsPerIP)
+			g, err = startHookgateInProc(dir, "", ring, e.o.maxConnsPerIP)
 		} else {
 			g, err = startHookgateEmbedded(e.hookgateBin, dir, serveArgs...)
 		}
