@@ -30,6 +30,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+	svix "github.com/svix/svix-webhooks/go"
 
 	"github.com/hookgate/hookgate/auth"
 	"github.com/hookgate/hookgate/gateway"
@@ -134,6 +135,20 @@ func standardWebhooksSign(t *testing.T, secret, id, ts string, body []byte) stri
 	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
 }
 
+// svixSign signs as Svix's senders do, with Svix's own Go library.
+func svixSign(t *testing.T, secret, id string, ts time.Time, body []byte) string {
+	t.Helper()
+	wh, err := svix.NewWebhook(secret)
+	if err != nil {
+		t.Fatalf("signing secret %q: %v", secret, err)
+	}
+	sig, err := wh.Sign(id, ts, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sig
+}
+
 // apiCase is one real request to a gateway and what both the gateway and the
 // document should say about it.
 type apiCase struct {
@@ -221,6 +236,7 @@ func TestOpenAPIMatchesGateway(t *testing.T) {
 	form := []byte("payload=" + url.QueryEscape(`{"ref":"main","after":"9f2c1e0"}`))
 	swPath := "/v1/hits/web?credential=" + url.QueryEscape(signedHits.ID)
 	swID, swTS := "msg_2lLq0ZQmBnWjfL5H1N0sIq7Rk1D", strconv.FormatInt(time.Now().Unix(), 10)
+	svixID, svixTS := "msg_2lLq0ZQmBnWjfL5H1N0sIq7Rk1E", time.Now()
 	cases := []apiCase{
 		{name: "202 hits object", gw: plain, method: http.MethodPost, path: "/v1/hits/web", token: hits.Token, body: obj,
 			status: 202, reqValid: true},
@@ -286,6 +302,10 @@ func TestOpenAPIMatchesGateway(t *testing.T) {
 		{name: "202 hits signed standard-webhooks", gw: plain, method: http.MethodPost, path: swPath,
 			hdr: map[string]string{"webhook-id": swID, "webhook-timestamp": swTS,
 				"webhook-signature": standardWebhooksSign(t, signedHits.SigningSecret, swID, swTS, obj)},
+			body: obj, status: 202, reqValid: true},
+		{name: "202 hits signed by Svix's library", gw: plain, method: http.MethodPost, path: swPath,
+			hdr: map[string]string{"svix-id": svixID, "svix-timestamp": strconv.FormatInt(svixTS.Unix(), 10),
+				"svix-signature": svixSign(t, signedHits.SigningSecret, svixID, svixTS, obj)},
 			body: obj, status: 202, reqValid: true},
 		{name: "401 invalid_signature wrong", gw: plain, method: http.MethodPost, path: ghPath,
 			hdr:  map[string]string{"X-Hub-Signature-256": "sha256=" + hexHMAC("whsec_not-the-secret", ghBody)},
