@@ -36,8 +36,11 @@ const HeaderAllowance = 1024
 // acknowledged it, or 503.
 func (h *Handler) publish(ctx *fasthttp.RequestCtx, req *request, cred *auth.Credential, idemKey, body []byte, now time.Time) int {
 	kind := string(req.kind)
-	subject := h.cfg.SubjectPrefix + "." + cred.Org + "." + string(req.app) + "." + kind
-	// app as a slice of subject: one string allocation for both.
+	var sbuf [256]byte // room for the usual subject; append grows past it
+	sb := append(append(append(sbuf[:0], h.cfg.SubjectPrefix...), '.'), cred.Org...)
+	sb = append(append(append(append(sb, '.'), req.app...), '.'), kind...)
+	subject := subjects.intern(sb)
+	// app as a slice of subject: no string of its own.
 	app := subject[len(h.cfg.SubjectPrefix)+len(cred.Org)+2 : len(subject)-len(kind)-1]
 
 	out := msgPool.Get().(*outMsg)
@@ -93,6 +96,12 @@ type internTable struct {
 }
 
 var eventNames = internTable{m: map[string]string{}, max: 1000}
+
+// subjects are interned too: a gateway serves a bounded set of
+// organizations and applications, and the subject was the one string every
+// accepted webhook allocated. Names that reach it are validated (at most 63
+// bytes each), so the table holds at most max small strings.
+var subjects = internTable{m: map[string]string{}, max: 10000}
 
 func (t *internTable) intern(b []byte) string {
 	if len(b) == 0 {
