@@ -478,6 +478,110 @@ func TestComposeGateways(t *testing.T) {
 	}
 }
 
+// composeBind is one bind mount of a service, in either of compose's forms.
+type composeBind struct {
+	src, dst string
+	ro       bool
+}
+
+func composeBinds(svc map[string]any) []composeBind {
+	var out []composeBind
+	for _, v := range list(svc, "volumes") {
+		switch v := v.(type) {
+		case string:
+			parts := strings.Split(v, ":")
+			if len(parts) >= 2 && isHostPath(parts[0]) {
+				ro := len(parts) == 3 && slices.Contains(strings.Split(parts[2], ","), "ro")
+				out = append(out, composeBind{parts[0], parts[1], ro})
+			}
+		case map[string]any:
+			if str(v, "type") == "bind" {
+				out = append(out, composeBind{str(v, "source"), str(v, "target"), str(v, "read_only") == "true"})
+			}
+		}
+	}
+	return out
+}
+
+// TestComposeSecretKeys: both gateways read one signing key ring
+// (HOOKGATE_SECRET_KEYS) from a directory of the repo bind-mounted
+// read-only, whose .gitignore keeps the ring out of git and which the build
+// context leaves out; the file's header comment says how to make the ring
+// at that path.
+func TestComposeSecretKeys(t *testing.T) {
+	c := loadCompose(t)
+	var ring string // the ring's host path, the same for every gateway
+	for _, g := range c.gateways {
+		env := composeEnv(c.services[g])
+		p := env["HOOKGATE_SECRET_KEYS"]
+		if !path.IsAbs(p) {
+			t.Errorf("%s: HOOKGATE_SECRET_KEYS=%q, want the path of the mounted key ring", g, p)
+			continue
+		}
+		var host string
+		for _, b := range composeBinds(c.services[g]) {
+			rel, ok := strings.CutPrefix(p, strings.TrimSuffix(b.dst, "/")+"/")
+			if !ok {
+				continue
+			}
+			if !b.ro {
+				t.Errorf("%s: %s is mounted writable at %s, want :ro", g, b.src, b.dst)
+			}
+			host = path.Join(b.src, rel)
+		}
+		switch {
+		case host == "":
+			t.Errorf("%s: HOOKGATE_SECRET_KEYS=%s, and no bind mount holds it", g, p)
+		case ring == "":
+			ring = host
+		case host != ring:
+			t.Errorf("%s reads the key ring %s, another gateway %s: every gateway needs the same ring", g, host, ring)
+		}
+	}
+	if ring == "" {
+		t.Fatal("no gateway reads a key ring")
+	}
+	dir, name := path.Split(ring)
+	ignored := false
+	for line := range strings.Lines(string(readFile(t, path.Join(dir, ".gitignore")))) {
+		switch strings.TrimSpace(line) {
+		case "*", name, "/" + name:
+			ignored = true
+		case "!" + name, "!/" + name:
+			ignored = false
+		}
+	}
+	if !ignored {
+		t.Errorf("%s.gitignore does not ignore %s: the key ring must never be committed", dir, name)
+	}
+	if !dockerignored(t, ring) {
+		t.Errorf(".dockerignore does not leave %s out of the build context", ring)
+	}
+	if !strings.Contains(string(readFile(t, "docker-compose.yml")), "> "+ring+")") {
+		t.Errorf("docker-compose.yml's header does not say how to make the key ring at %s", ring)
+	}
+}
+
+// dockerignored reports whether .dockerignore leaves the repo path p out of
+// the build context by naming it or a directory above it.
+func dockerignored(t *testing.T, p string) bool {
+	t.Helper()
+	for line := range strings.Lines(string(readFile(t, ".dockerignore"))) {
+		if l := strings.Trim(strings.TrimSpace(line), "/"); l != "" && !strings.HasPrefix(l, "#") && strings.HasPrefix(p+"/", l+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestComposeEnvOutOfBuildContext: .env, where the NATS passwords are,
+// stays out of the build context (the build stage copies the whole context).
+func TestComposeEnvOutOfBuildContext(t *testing.T) {
+	if !dockerignored(t, ".env") {
+		t.Error(".dockerignore does not leave .env (the NATS passwords) out of the build context")
+	}
+}
+
 // TestComposePrometheus: the Prometheus service loads prometheus-compose.yml
 // and the rule files it names, and that config scrapes exactly the gateways'
 // metrics listeners under the job name the rules select (job="hookgate").
