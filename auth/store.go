@@ -210,11 +210,19 @@ func (s *Store) Lookup(ctx context.Context, h Hash) (*Credential, error) {
 	return s.valid(cred)
 }
 
-// Known reports whether h is cached as a valid credential, without reading the
-// bucket. Rate limiting uses it to let known-good tokens through.
-func (s *Store) Known(h Hash) bool {
-	cred, _, ok := s.cached(h)
-	return ok && cred != nil && !cred.Expired(s.cfg.Now())
+// Cached returns h's credential when memory holds it as valid, without
+// reading the bucket: the path of almost every request, which then needs no
+// other check of its token. ok is false when only Lookup can tell: a miss, a
+// token known invalid, an expired credential, or memory not trusted (the
+// watch lags). A hit counts as a cache lookup; a miss does not, as the Lookup
+// that follows counts it.
+func (s *Store) Cached(h Hash) (cred *Credential, ok bool) {
+	cred, _, ok = s.cached(h)
+	if !ok || cred == nil || cred.Expired(s.cfg.Now()) {
+		return nil, false
+	}
+	s.obs.CacheLookup(true)
+	return cred, true
 }
 
 func (s *Store) valid(cred *Credential) (*Credential, error) {

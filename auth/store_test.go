@@ -100,7 +100,7 @@ func TestFillRacingDeleteCannotResurrect(t *testing.T) {
 	clock.Store(&later)
 	s.Apply(auth.TokenKey(auth.HashToken([]byte("platform-token-other"))), jetstream.KeyValueDelete, nil, 7)
 	s.WaitCache()
-	if s.Known(h) {
+	if _, ok := s.Cached(h); ok {
 		t.Fatal("revoked token still known valid")
 	}
 }
@@ -323,8 +323,8 @@ func TestDistrustReadsTheBucket(t *testing.T) {
 	if n := src.reads.Load(); n != 3 {
 		t.Fatalf("%d bucket reads, want one per lookup", n)
 	}
-	if s.Known(h) {
-		t.Fatal("Known while distrusted")
+	if _, ok := s.Cached(h); ok {
+		t.Fatal("Cached while distrusted")
 	}
 	// The watch catches up (a rename it had missed, at rev 3) and trust
 	// returns: what was cached in the old epoch is not served, the bucket is

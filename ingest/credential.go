@@ -26,49 +26,58 @@ var queryCredential = []byte("credential")
 // authenticate returns the request's credential, or nil and the status of
 // the refusal it wrote. A request with Authorization or X-Gitlab-Token is
 // never treated as signed.
+//
+// The client's refused-token budget is looked at only when a request is not
+// served from memory: a token that memory knows valid needs neither its
+// format checked nor its client's budget (nothing a guesser sends can hash
+// to it), and that is almost every request.
 func (h *Handler) authenticate(ctx *fasthttp.RequestCtx, req *request, hdrs *requestHeaders, now time.Time) (*auth.Credential, int) {
-	b := h.refusedTokenBudget(clientKey(h.clientAddr(ctx)), now)
 	switch {
 	case hdrs.authN > 0:
 		if hdrs.authN > 1 {
 			// Which of two headers a proxy in front checked is anyone's
 			// guess, so neither counts.
-			return nil, h.refuseToken(ctx, req, b, refusalInvalidToken, metrics.AuthMalformed)
+			return nil, h.refuseToken(ctx, req, h.budgetOf(ctx, now), refusalInvalidToken, metrics.AuthMalformed)
 		}
 		var scratch [512]byte // a decoded Basic user:password
 		token, present := bearerOrBasic(hdrs.auth, scratch[:])
-		return h.authenticateToken(ctx, req, b, token, present)
+		return h.authenticateToken(ctx, req, token, present, now)
 	case hdrs.gitlabN > 0:
 		req.hookAuth = hookAuthGitlabToken
 		if hdrs.gitlabN > 1 {
-			return nil, h.refuseToken(ctx, req, b, refusalInvalidToken, metrics.AuthMalformed)
+			return nil, h.refuseToken(ctx, req, h.budgetOf(ctx, now), refusalInvalidToken, metrics.AuthMalformed)
 		}
 		token := ascii.TrimBlank(hdrs.gitlab)
-		return h.authenticateToken(ctx, req, b, token, len(token) > 0)
+		return h.authenticateToken(ctx, req, token, len(token) > 0, now)
 	}
 	if id := ctx.QueryArgs().PeekBytes(queryCredential); id != nil {
-		return h.authenticateSigned(ctx, req, b, hdrs, id, now)
+		return h.authenticateSigned(ctx, req, h.budgetOf(ctx, now), hdrs, id, now)
 	}
-	return nil, h.refuseToken(ctx, req, b, refusalMissingToken, metrics.AuthMissing)
+	return nil, h.refuseToken(ctx, req, h.budgetOf(ctx, now), refusalMissingToken, metrics.AuthMissing)
 }
 
 // authenticateToken checks a token: present is false when there is none at
 // all, token nil when the header cannot hold one.
-func (h *Handler) authenticateToken(ctx *fasthttp.RequestCtx, req *request, b budget, token []byte, present bool) (*auth.Credential, int) {
+func (h *Handler) authenticateToken(ctx *fasthttp.RequestCtx, req *request, token []byte, present bool, now time.Time) (*auth.Credential, int) {
+	var hash auth.Hash
+	if len(token) > 0 && len(token) <= auth.MaxTokenLen {
+		hash = auth.HashToken(token)
+		if cred, ok := h.auth.Cached(hash); ok {
+			req.credID = cred.ID
+			return cred, 0
+		}
+	}
+	b := h.budgetOf(ctx, now)
 	switch {
 	case !present:
 		return nil, h.refuseToken(ctx, req, b, refusalMissingToken, metrics.AuthMissing)
 	case token == nil || auth.CheckToken(token) != nil:
 		return nil, h.refuseToken(ctx, req, b, refusalInvalidToken, metrics.AuthMalformed)
 	}
-	hash := auth.HashToken(token)
 	if b.over {
-		if !h.auth.Known(hash) {
-			// Over its budget, a client guessing tokens costs the bucket
-			// nothing: no lookup.
-			return nil, h.refuse(ctx, req, refusalRateLimited, metrics.AuthRateLimited, retrySeconds(b.wait))
-		}
-		b.over = false // a token known valid is not a guess
+		// Over its budget, a client guessing tokens costs the bucket
+		// nothing: no lookup. (A token known valid was served above.)
+		return nil, h.refuse(ctx, req, refusalRateLimited, metrics.AuthRateLimited, retrySeconds(b.wait))
 	}
 	cred, err := h.auth.Lookup(context.Background(), hash)
 	switch {
@@ -133,7 +142,9 @@ type budget struct {
 	wait time.Duration // until the next refusal may be spent
 }
 
-func (h *Handler) refusedTokenBudget(addr netip.Addr, now time.Time) budget {
+// budgetOf is the refused-token budget of the request's client address.
+func (h *Handler) budgetOf(ctx *fasthttp.RequestCtx, now time.Time) budget {
+	addr := clientKey(h.clientAddr(ctx))
 	over, wait := h.perAddr.Over(addr, now)
 	return budget{addr: addr, now: now, over: over, wait: wait}
 }

@@ -56,10 +56,10 @@ func (h *Handler) expectRefusal(ctx *fasthttp.RequestCtx, req *request) (*refusa
 	// A missing token is a 401 like any other: it spends the client's
 	// refused-token budget, and past it the answer is 429.
 	now := h.cfg.Now()
-	addr := clientKey(h.clientAddr(ctx))
-	if over, _ := h.perAddr.Over(addr, now); over {
+	b := h.budgetOf(ctx, now)
+	if b.over {
 		return refusalRateLimited, metrics.AuthRateLimited
 	}
-	h.perAddr.Spend(addr, now)
+	h.perAddr.Spend(b.addr, now)
 	return refusalMissingToken, metrics.AuthMissing
 }

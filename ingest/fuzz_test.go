@@ -41,7 +41,7 @@ func (m memAuth) Lookup(_ context.Context, h auth.Hash) (*auth.Credential, error
 	}
 	return nil, auth.ErrInvalidToken
 }
-func (m memAuth) Known(h auth.Hash) bool { _, ok := m[h]; return ok }
+func (m memAuth) Cached(h auth.Hash) (*auth.Credential, bool) { c, ok := m[h]; return c, ok }
 
 func (m memAuth) LookupByID(context.Context, []byte) (*auth.Credential, error) {
 	return nil, auth.ErrInvalidSigningCredential

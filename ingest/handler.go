@@ -28,8 +28,9 @@ type Authenticator interface {
 	// Lookup returns the valid credential, auth.ErrInvalidToken or
 	// auth.ErrUnavailable.
 	Lookup(ctx context.Context, h auth.Hash) (*auth.Credential, error)
-	// Known reports whether h is known valid without reading the bucket.
-	Known(h auth.Hash) bool
+	// Cached returns h's credential when memory knows it valid, without
+	// reading the bucket; ok false means only Lookup can tell.
+	Cached(h auth.Hash) (cred *auth.Credential, ok bool)
 	// LookupByID returns the valid signing credential named id, with its
 	// prepared keys, auth.ErrInvalidSigningCredential or auth.ErrUnavailable.
 	LookupByID(ctx context.Context, id []byte) (*auth.Credential, error)
