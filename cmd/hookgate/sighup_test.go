@@ -1,0 +1,103 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hookgate/hookgate/internal/hgtest"
+)
+
+// The real binary re-reads its key ring on SIGHUP, the way an operator adds a
+// key and retires an old one (docs/operators.md): a credential sealed under a
+// key the gateway has not loaded is refused until SIGHUP and served after
+// it; after `token reseal` and the old key's removal, another SIGHUP keeps
+// every credential served; a ring file that does not load leaves the one in
+// use.
+func TestSIGHUPReloadsTheKeyRing(t *testing.T) {
+	srv := startBinary(t)
+	ring := filepath.Join(srv.dataDir, "secret-keys")
+	created, err := os.ReadFile(ring)
+	if err != nil {
+		t.Fatalf("serve made no key ring in its data dir: %v", err)
+	}
+	write := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(ring, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deliverSigned := func(is issuedSigning) int {
+		t.Helper()
+		body := []byte(`{"deployment":{"environment":"production"}}`)
+		status, _, _ := deliver(t, "http://"+srv.listen+"/v1/deploys/web?credential="+is.ID, body,
+			http.Header{"X-Hub-Signature-256": {githubSignature256(is.SigningSecret, body)}})
+		return status
+	}
+	// hup sends SIGHUP and waits for the log line that says what became of it.
+	hup := func(logged string) {
+		t.Helper()
+		was := strings.Count(srv.stderr.String(), logged)
+		if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		hgtest.WaitFor(t, 10*time.Second, func() error {
+			if strings.Count(srv.stderr.String(), logged) == was {
+				return errors.New("no new log line " + logged)
+			}
+			return nil
+		})
+	}
+
+	before := srv.issue(t, "--kind", "deploy", "--app", "web", "--name", "before", "--signing")
+	if s := deliverSigned(before); s != http.StatusAccepted {
+		t.Fatalf("signed under the ring serve made: %d, want 202", s)
+	}
+
+	// A new key, first in the file: `token` commands seal with it from now
+	// on; the running gateway does not know it yet.
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	added := "k-added " + base64.StdEncoding.EncodeToString(key) + "\n"
+	write(added + string(created))
+	after := srv.issue(t, "--kind", "deploy", "--app", "web", "--name", "after", "--signing")
+	if s := deliverSigned(after); s != http.StatusUnauthorized {
+		t.Fatalf("sealed under a key the gateway has not loaded: %d, want 401", s)
+	}
+	hup(`"msg":"key ring reloaded"`)
+	for _, is := range []issuedSigning{before, after} {
+		if s := deliverSigned(is); s != http.StatusAccepted {
+			t.Fatalf("%s after SIGHUP: %d, want 202", is.Name, s)
+		}
+	}
+
+	// Reseal everything under the new key, retire the old one, SIGHUP.
+	srv.token(t, "reseal", "--secret-keys", ring)
+	write(added)
+	hup(`"msg":"key ring reloaded"`)
+	for _, is := range []issuedSigning{before, after} {
+		if s := deliverSigned(is); s != http.StatusAccepted {
+			t.Fatalf("%s after reseal and the old key's retirement: %d, want 202", is.Name, s)
+		}
+	}
+
+	// A ring that does not load leaves the one in use.
+	write("this is not a key ring\n")
+	hup(`"msg":"key ring not reloaded; the previous one stays in use"`)
+	for _, is := range []issuedSigning{before, after} {
+		if s := deliverSigned(is); s != http.StatusAccepted {
+			t.Fatalf("%s after a SIGHUP with a broken ring file: %d, want 202", is.Name, s)
+		}
+	}
+	if ss := srv.stderr.String(); strings.Contains(ss, before.SigningSecret) || strings.Contains(ss, after.SigningSecret) ||
+		strings.Contains(ss, strings.Fields(added)[1]) {
+		t.Error("the log holds a signing secret or a ring key")
+	}
+}
