@@ -136,7 +136,7 @@ func measureFloor(e *env, b *broker, run int, d time.Duration, conns int, embedd
 	if err != nil {
 		return row{}, err
 	}
-	r := row{name: rowFloor, gen: e.gen.name(), unit: "req/s", res: res, srvCPU: cpu.delta(), brkCPU: -1, counted: res.ok2xx, stored: -1}
+	r := row{name: rowFloor, gen: e.gen.name(), unit: "req/s", res: res, srvCPU: cpu.delta(), srvSys: cpu.syscalls(), brkCPU: -1, counted: res.ok2xx, stored: -1}
 	if brk != nil {
 		r.brkCPU = brk.delta()
 	}

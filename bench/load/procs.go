@@ -185,16 +185,49 @@ func tvSeconds(tv syscall.Timeval) float64 {
 	return float64(tv.Sec) + float64(tv.Usec)/1e6
 }
 
-// cpuMeter measures the CPU a process spends between start and stop.
+// cpuMeter measures the CPU a process spends between start and stop, and
+// the read and write system calls it makes meanwhile.
 type cpuMeter struct {
-	pid   int // 0: this process
-	start float64
+	pid      int // 0: this process
+	start    float64
+	startSys int64
 }
 
 func newCPUMeter(pid int) *cpuMeter {
 	m := &cpuMeter{pid: pid}
 	m.start = m.read()
+	m.startSys = syscallCount(pid)
 	return m
+}
+
+// syscalls returns the read and write system calls made since the meter
+// started (/proc/<pid>/io syscr + syscw: every socket read and write,
+// including those that found nothing to read).
+func (m *cpuMeter) syscalls() int64 {
+	if m == nil {
+		return 0
+	}
+	return syscallCount(m.pid) - m.startSys
+}
+
+func syscallCount(pid int) int64 {
+	path := "/proc/self/io"
+	if pid != 0 {
+		path = "/proc/" + strconv.Itoa(pid) + "/io"
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if ok && (k == "syscr" || k == "syscw") {
+			c, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			n += c
+		}
+	}
+	return n
 }
 
 func (m *cpuMeter) read() float64 {

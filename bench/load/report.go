@@ -160,6 +160,9 @@ const notes = `
   with -gateway embedded the serve process holds the broker too, so its CPU includes the broker's.
 - server CPU: the process serving HTTP (ceiling server, peer, hookgate); for the broker ceilings it is the publishing client.
 - broker CPU: the nats-server child; "-" where there is no broker or it shares the gateway's process.
+- read+write syscalls/req (floor table): the server process's read and write system calls (/proc/<pid>/io
+  syscr + syscw: socket reads and writes, including reads that found nothing yet, and with -gateway embedded
+  the broker's file writes) per completed request.
 - CPU is user+system seconds from /proc/<pid>/stat (10 ms ticks), per 10,000 completed requests.
 - RSS: VmRSS / VmHWM of the server process after the measurement (broker ceilings: the nats-server's).
 - stored: messages the stream gained; it may exceed 2xx by the requests cut off when the generator stopped.
@@ -377,8 +380,8 @@ func goals(mode string) []goal {
 func floorRatios(e *env, rows []row) string {
 	var b strings.Builder
 	b.WriteString("\n### Against the floor (fasthttp + one publish and its ack, no checks)\n\n")
-	b.WriteString("| run | floor req/s | floor vs combined limit | floor CPU/req vs http ceiling CPU/req | hookgate vs floor, rate | hookgate CPU/req vs floor CPU/req |\n" +
-		"|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| run | floor req/s | floor vs combined limit | floor CPU/req vs http ceiling CPU/req | hookgate vs floor, rate | hookgate CPU/req vs floor CPU/req | read+write syscalls/req: http ceiling, floor, hookgate |\n" +
+		"|---:|---:|---:|---:|---:|---:|---|\n")
 	var vsComb, cpuVsHTTP, hgRate, hgCPU []float64
 	for run := 1; run <= e.o.runs; run++ {
 		get := func(name string) (row, bool) {
@@ -399,10 +402,12 @@ func floorRatios(e *env, rows []row) string {
 		comb := 1 / (1/hc.res.rate() + 1/bc.res.rate())
 		v := []float64{fl.res.rate() / comb, fl.per10k(fl.srvCPU) / hc.per10k(hc.srvCPU), hg.res.rate() / fl.res.rate(), hg.per10k(hg.srvCPU) / fl.per10k(fl.srvCPU)}
 		vsComb, cpuVsHTTP, hgRate, hgCPU = append(vsComb, v[0]), append(cpuVsHTTP, v[1]), append(hgRate, v[2]), append(hgCPU, v[3])
-		fmt.Fprintf(&b, "| %d | %.0f | %.2f× | %.2f× | %.2f× | %.2f× |\n", run, fl.res.rate(), v[0], v[1], v[2], v[3])
+		perReq := func(r row) float64 { return float64(r.srvSys) / float64(max(1, r.res.requests)) }
+		fmt.Fprintf(&b, "| %d | %.0f | %.2f× | %.2f× | %.2f× | %.2f× | %.2f, %.2f, %.2f |\n", run, fl.res.rate(), v[0], v[1], v[2], v[3],
+			perReq(hc), perReq(fl), perReq(hg))
 	}
 	if len(vsComb) > 0 {
-		fmt.Fprintf(&b, "| median | | %s | %s | %s | %s |\n", fmtRatio(medianOf(vsComb)), fmtRatio(medianOf(cpuVsHTTP)), fmtRatio(medianOf(hgRate)), fmtRatio(medianOf(hgCPU)))
+		fmt.Fprintf(&b, "| median | | %s | %s | %s | %s | |\n", fmtRatio(medianOf(vsComb)), fmtRatio(medianOf(cpuVsHTTP)), fmtRatio(medianOf(hgRate)), fmtRatio(medianOf(hgCPU)))
 	}
 	return b.String()
 }

@@ -35,6 +35,7 @@ type row struct {
 	unit     string // req/s or msg/s
 	res      loadResult
 	srvCPU   float64 // CPU seconds of the server process (gateway, peer, ceiling; publisher for the broker row)
+	srvSys   int64   // read and write system calls of the server process
 	brkCPU   float64 // CPU seconds of the broker; <0: not separate
 	srvRSS   int64   // bytes, VmRSS after the measurement
 	srvHWM   int64   // bytes, VmHWM
@@ -220,7 +221,7 @@ func measureHTTPCeiling(e *env, d time.Duration, conns int) (row, error) {
 	if err != nil {
 		return row{}, err
 	}
-	r := row{name: rowHTTP, gen: e.gen.name(), unit: "req/s", res: res, srvCPU: cpu.delta(), brkCPU: -1, stored: -1, counted: res.ok2xx}
+	r := row{name: rowHTTP, gen: e.gen.name(), unit: "req/s", res: res, srvCPU: cpu.delta(), srvSys: cpu.syscalls(), brkCPU: -1, stored: -1, counted: res.ok2xx}
 	r.foreign = mach.foreign(r.srvCPU, extGenCPU(e, res))
 	r.srvRSS, r.srvHWM, _ = memStatus(c.pid())
 	return r, nil
@@ -370,7 +371,7 @@ func measureHookgate(e *env, g *hookgate, b *broker, t target, d time.Duration, 
 	if err != nil {
 		return row{}, err
 	}
-	r := row{name: name, gen: gen, unit: "req/s", res: res, srvCPU: cpu.delta(), brkCPU: -1, counted: res.ok2xx, rateGoal: rate}
+	r := row{name: name, gen: gen, unit: "req/s", res: res, srvCPU: cpu.delta(), srvSys: cpu.syscalls(), brkCPU: -1, counted: res.ok2xx, rateGoal: rate}
 	if brk != nil {
 		r.brkCPU = brk.delta()
 	}
