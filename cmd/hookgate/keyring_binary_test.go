@@ -101,3 +101,36 @@ func TestSIGHUPReloadsTheKeyRing(t *testing.T) {
 		t.Error("the log holds a signing secret or a ring key")
 	}
 }
+
+// With --nats-url a gateway never makes a key ring: without one it warns at
+// start, serves tokens, and refuses every signed request as invalid_signature
+// (it cannot unseal), while a gateway with the ring serves the same request.
+func TestNATSURLWithoutKeyRing(t *testing.T) {
+	withRing := startBinary(t)
+	signing := withRing.issue(t, "--kind", "deploy", "--app", "web", "--name", "signing", "--signing")
+	bearer := withRing.issue(t, "--kind", "deploy", "--app", "web", "--name", "bearer")
+	noRing := startBinary(t, "--nats-url", withRing.natsURL)
+
+	if !strings.Contains(noRing.stderr.String(), `"msg":"no key ring: signed requests are refused`) {
+		t.Errorf("serve --nats-url without a ring did not warn at start:\n%s", noRing.stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(noRing.dataDir, "secret-keys")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("serve --nats-url made a key ring in its data dir (stat: %v)", err)
+	}
+	body := []byte(`{"deployment":{"environment":"production"}}`)
+	signed := http.Header{"X-Hub-Signature-256": {githubSignature256(signing.SigningSecret, body)}}
+	for _, gw := range []struct {
+		name string
+		srv  *servedBinary
+		want int
+	}{{"without a ring", noRing, http.StatusUnauthorized}, {"with the ring", withRing, http.StatusAccepted}} {
+		status, reply, _ := deliver(t, "http://"+gw.srv.listen+"/v1/deploys/web?credential="+signing.ID, body, signed)
+		if status != gw.want || (status == http.StatusUnauthorized && !strings.Contains(string(reply), `"invalid_signature"`)) {
+			t.Errorf("signed request to the gateway %s: %d %s, want %d", gw.name, status, reply, gw.want)
+		}
+	}
+	status, reply, _ := deliver(t, "http://"+noRing.listen+"/v1/deploys/web", body, http.Header{"Authorization": {"Bearer " + bearer.Token}})
+	if status != http.StatusAccepted {
+		t.Errorf("bearer token to the gateway without a ring: %d %s, want 202", status, reply)
+	}
+}
