@@ -218,14 +218,7 @@ func ratios(e *env, rows []row) string {
 	var m ratioMedians
 	var vsPeer, vsComb, vsCombMsg, halfP99, cpuRatio, signPeak, keyPeak, keyHalfP99 []float64
 	for run := 1; run <= e.o.runs; run++ {
-		get := func(name string) (row, bool) {
-			for _, r := range rows {
-				if r.run == run && r.name == name {
-					return r, true
-				}
-			}
-			return row{}, false
-		}
+		get := func(name string) (row, bool) { return rowOf(rows, run, name) }
 		if r, ok := get(rowHGSign); ok {
 			if hg, ok := get(rowHG); ok && hg.res.rate() > 0 {
 				signPeak = append(signPeak, r.res.rate()/hg.res.rate())
@@ -384,14 +377,7 @@ func floorRatios(e *env, rows []row) string {
 		"|---:|---:|---:|---:|---:|---:|---|\n")
 	var vsComb, cpuVsHTTP, hgRate, hgCPU []float64
 	for run := 1; run <= e.o.runs; run++ {
-		get := func(name string) (row, bool) {
-			for _, r := range rows {
-				if r.run == run && r.name == name {
-					return r, true
-				}
-			}
-			return row{}, false
-		}
+		get := func(name string) (row, bool) { return rowOf(rows, run, name) }
 		fl, ok1 := get(rowFloor)
 		hc, ok2 := get(rowHTTP)
 		bc, ok3 := get(rowBroker)
@@ -410,4 +396,14 @@ func floorRatios(e *env, rows []row) string {
 		fmt.Fprintf(&b, "| median | | %s | %s | %s | %s | |\n", fmtRatio(medianOf(vsComb)), fmtRatio(medianOf(cpuVsHTTP)), fmtRatio(medianOf(hgRate)), fmtRatio(medianOf(hgCPU)))
 	}
 	return b.String()
+}
+
+// rowOf finds the row name of run.
+func rowOf(rows []row, run int, name string) (row, bool) {
+	for _, r := range rows {
+		if r.run == run && r.name == name {
+			return r, true
+		}
+	}
+	return row{}, false
 }
