@@ -44,23 +44,55 @@ func (s *Store) LookupByID(ctx context.Context, id []byte) (*Credential, error) 
 	return s.signer(ctx, r)
 }
 
+// CachedByID returns the credential named id, as LookupByID would, when
+// memory alone can tell it is valid: its cred.<id> and the tok. records it
+// needs are in memory, and its secrets unsealed. ok is false when only
+// LookupByID can tell (it reads what memory lacks, and gives the refusal).
+// A hit counts as a cache lookup. It does not allocate.
+func (s *Store) CachedByID(id []byte) (cred *Credential, ok bool) {
+	if cred, ok = s.cachedByID(id); ok {
+		s.obs.CacheLookup(true)
+	}
+	return cred, ok
+}
+
 // KnownID reports whether memory holds id as a valid signing credential,
-// without reading the bucket: while a client is over its refused-token
-// budget, only such a credential may still be checked.
+// without reading the bucket.
 func (s *Store) KnownID(id []byte) bool {
+	_, ok := s.cachedByID(id)
+	return ok
+}
+
+func (s *Store) cachedByID(id []byte) (*Credential, bool) {
 	if !ValidRecordID(id) {
-		return false
+		return nil, false
 	}
 	_, r, ok := s.cached(idKey(id))
 	if !ok || r == nil || r.open == nil {
-		return false
+		return nil, false
 	}
 	now := s.cfg.Now()
 	if r.rec.Expired(now) {
-		return false
+		return nil, false
 	}
-	cred, _, ok := s.cached(r.token)
-	return ok && cred != nil && !cred.Expired(now) && cred.ID == r.rec.ID && cred.Org == r.rec.Org && cred.App == r.rec.App && cred.Kind == r.rec.Kind
+	if live, known := s.tokenCached(r.token, &r.rec.Credential, now); !live || !known {
+		return nil, false
+	}
+	n := 0
+	for _, p := range r.open.previous {
+		if !now.Before(p.until) {
+			break // latest first: the older ones end no later
+		}
+		live, known := s.tokenCached(p.token, &r.rec.Credential, now)
+		if !known {
+			return nil, false // LookupByID reads it
+		}
+		if !live {
+			break
+		}
+		n++
+	}
+	return r.open.variants[n], true
 }
 
 // signer is LookupByID's answer for what memory or the bucket said of an id.
@@ -95,17 +127,34 @@ func (s *Store) signer(ctx context.Context, r *idRecord) (*Credential, error) {
 // counted as a token lookup), and is of the same credential as want: id,
 // organization, application and kind.
 func (s *Store) tokenLive(ctx context.Context, h Hash, want *Credential, now time.Time) error {
-	cred, _, ok := s.cached(h)
-	if !ok {
-		var err error
-		if cred, _, err = s.fill(ctx, h, TokenKey(h), decodeToken); err != nil {
+	live, known := s.tokenCached(h, want, now)
+	if !known {
+		cred, _, err := s.fill(ctx, h, TokenKey(h), decodeToken)
+		if err != nil {
 			return err
 		}
+		live = sameLive(cred, want, now)
 	}
-	if cred == nil || cred.Expired(now) || cred.ID != want.ID || cred.Org != want.Org || cred.App != want.App || cred.Kind != want.Kind {
+	if !live {
 		return ErrInvalidSigningCredential
 	}
 	return nil
+}
+
+// tokenCached is tokenLive from memory alone: known is false when memory
+// does not hold h.
+func (s *Store) tokenCached(h Hash, want *Credential, now time.Time) (live, known bool) {
+	cred, _, ok := s.cached(h)
+	if !ok {
+		return false, false
+	}
+	return sameLive(cred, want, now), true
+}
+
+// sameLive says whether cred, what a tok. record says, is valid at now and of
+// the same credential as want.
+func sameLive(cred, want *Credential, now time.Time) bool {
+	return cred != nil && !cred.Expired(now) && cred.ID == want.ID && cred.Org == want.Org && cred.App == want.App && cred.Kind == want.Kind
 }
 
 // idKey is the cache and event key of credential id: the SHA-256 of a NUL

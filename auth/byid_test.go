@@ -205,6 +205,13 @@ func TestLookupByIDWarmCostsNoReadNoUnseal(t *testing.T) {
 	}); a != 0 {
 		t.Fatalf("a warm LookupByID allocates %v times", a)
 	}
+	if a := testing.AllocsPerRun(100, func() {
+		if _, ok := s.CachedByID(id); !ok {
+			t.Fatal("CachedByID missed a warm credential")
+		}
+	}); a != 0 {
+		t.Fatalf("a warm CachedByID allocates %v times", a)
+	}
 }
 
 // A miss reads cred.<id> and the token's key once; then memory answers.
@@ -423,6 +430,10 @@ func TestGraceSecretEndsByClock(t *testing.T) {
 		got, err := s.LookupByID(context.Background(), []byte(cur.id))
 		if err != nil {
 			t.Fatal(err)
+		}
+		// Memory holds every record: it alone gives the same answer.
+		if cached, ok := s.CachedByID([]byte(cur.id)); !ok || cached != got {
+			t.Fatalf("CachedByID = %p, %v; want LookupByID's %p (secrets %q)", cached, ok, got, secretsOf(got))
 		}
 		return secretsOf(got)
 	}

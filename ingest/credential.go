@@ -51,7 +51,7 @@ func (h *Handler) authenticate(ctx *fasthttp.RequestCtx, req *request, hdrs *req
 		return h.authenticateToken(ctx, req, token, len(token) > 0, now)
 	}
 	if id := ctx.QueryArgs().PeekBytes(queryCredential); id != nil {
-		return h.authenticateSigned(ctx, req, h.budgetOf(ctx, now), hdrs, id, now)
+		return h.authenticateSigned(ctx, req, hdrs, id, now)
 	}
 	return nil, h.refuseToken(ctx, req, h.budgetOf(ctx, now), refusalMissingToken, metrics.AuthMissing)
 }
@@ -93,24 +93,29 @@ func (h *Handler) authenticateToken(ctx *fasthttp.RequestCtx, req *request, toke
 // authenticateSigned checks a signed request: its credential by id, then the
 // signature over the raw body with any of the credential's keys (the current
 // one and those in a rotation's grace period). Every failure is one answer,
-// invalid_signature. Over its refused-token budget, a client is served only
-// when the credential is in memory and the signature verifies there;
-// otherwise it gets 429.
-func (h *Handler) authenticateSigned(ctx *fasthttp.RequestCtx, req *request, b budget, hdrs *requestHeaders, id []byte, now time.Time) (*auth.Credential, int) {
+// invalid_signature. A credential memory holds is checked without looking at
+// the client's refused-token budget, as a token memory knows is; over its
+// budget, a client is served only that way, and otherwise gets 429.
+func (h *Handler) authenticateSigned(ctx *fasthttp.RequestCtx, req *request, hdrs *requestHeaders, id []byte, now time.Time) (*auth.Credential, int) {
 	scheme := signature.Detect(&hdrs.sig)
 	if scheme == nil {
-		return nil, h.refuseToken(ctx, req, b, refusalSignature, metrics.AuthSignature)
+		return nil, h.refuseToken(ctx, req, h.budgetOf(ctx, now), refusalSignature, metrics.AuthSignature)
 	}
 	req.scheme, req.hookAuth = scheme, scheme.HookAuth()
-	if b.over && !h.auth.KnownID(id) {
-		return nil, h.refuse(ctx, req, refusalRateLimited, metrics.AuthRateLimited, retrySeconds(b.wait))
-	}
-	cred, err := h.auth.LookupByID(context.Background(), id)
-	switch {
-	case errors.Is(err, auth.ErrInvalidSigningCredential):
-		return nil, h.refuseToken(ctx, req, b, refusalSignature, metrics.AuthSignature)
-	case err != nil:
-		return nil, h.unavailable(ctx, req, err)
+	cred, cached := h.auth.CachedByID(id)
+	if !cached {
+		b := h.budgetOf(ctx, now)
+		if b.over {
+			return nil, h.refuse(ctx, req, refusalRateLimited, metrics.AuthRateLimited, retrySeconds(b.wait))
+		}
+		var err error
+		cred, err = h.auth.LookupByID(context.Background(), id)
+		switch {
+		case errors.Is(err, auth.ErrInvalidSigningCredential):
+			return nil, h.refuseToken(ctx, req, b, refusalSignature, metrics.AuthSignature)
+		case err != nil:
+			return nil, h.unavailable(ctx, req, err)
+		}
 	}
 	body := ctx.Request.Body()
 	for _, k := range cred.Keys {
@@ -119,7 +124,7 @@ func (h *Handler) authenticateSigned(ctx *fasthttp.RequestCtx, req *request, b b
 			return cred, 0
 		}
 	}
-	return nil, h.refuseToken(ctx, req, b, refusalSignature, metrics.AuthSignature)
+	return nil, h.refuseToken(ctx, req, h.budgetOf(ctx, now), refusalSignature, metrics.AuthSignature)
 }
 
 // unavailable answers a request whose credential NATS could not vouch for:

@@ -46,7 +46,7 @@ func (m memAuth) Cached(h auth.Hash) (*auth.Credential, bool) { c, ok := m[h]; r
 func (m memAuth) LookupByID(context.Context, []byte) (*auth.Credential, error) {
 	return nil, auth.ErrInvalidSigningCredential
 }
-func (m memAuth) KnownID([]byte) bool { return false }
+func (m memAuth) CachedByID([]byte) (*auth.Credential, bool) { return nil, false }
 
 type memPublisher struct{ seq uint64 }
 

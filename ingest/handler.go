@@ -34,8 +34,10 @@ type Authenticator interface {
 	// LookupByID returns the valid signing credential named id, with its
 	// prepared keys, auth.ErrInvalidSigningCredential or auth.ErrUnavailable.
 	LookupByID(ctx context.Context, id []byte) (*auth.Credential, error)
-	// KnownID reports whether id is known valid without reading the bucket.
-	KnownID(id []byte) bool
+	// CachedByID returns the signing credential named id when memory knows
+	// it valid, without reading the bucket; ok false means only LookupByID
+	// can tell.
+	CachedByID(id []byte) (cred *auth.Credential, ok bool)
 }
 
 // Publisher stores a message and waits for its ack. bus.Publisher

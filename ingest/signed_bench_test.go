@@ -30,7 +30,12 @@ func (s signingAuth) LookupByID(_ context.Context, id []byte) (*auth.Credential,
 	}
 	return nil, auth.ErrInvalidSigningCredential
 }
-func (s signingAuth) KnownID(id []byte) bool { return string(id) == s.id }
+func (s signingAuth) CachedByID(id []byte) (*auth.Credential, bool) {
+	if string(id) == s.id {
+		return s.cred, true
+	}
+	return nil, false
+}
 
 // benchServer is the handler behind fasthttp with credentials and a publisher
 // in memory: what a request costs the gateway apart from NATS.
