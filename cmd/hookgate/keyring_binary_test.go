@@ -28,6 +28,23 @@ func TestSIGHUPReloadsTheKeyRing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("serve made no key ring in its data dir: %v", err)
 	}
+	// The contract's file: mode 0600, comments, and one key line "<key id>
+	// <standard base64 of 32 bytes>".
+	if st, err := os.Stat(ring); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("the key ring serve made: %v, mode %v; want 0600", err, st.Mode().Perm())
+	}
+	var keys [][]string
+	for _, line := range strings.Split(string(created), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && !strings.HasPrefix(f[0], "#") {
+			keys = append(keys, f)
+		}
+	}
+	if len(keys) != 1 || len(keys[0]) != 2 {
+		t.Fatalf("the key ring serve made holds %d key lines, want one of a key id and a key", len(keys))
+	}
+	if key, err := base64.StdEncoding.DecodeString(keys[0][1]); err != nil || len(key) != 32 {
+		t.Fatalf("the key ring's key is not the standard base64 of 32 bytes (%d bytes, %v)", len(key), err)
+	}
 	write := func(content string) {
 		t.Helper()
 		if err := os.WriteFile(ring, []byte(content), 0o600); err != nil {
