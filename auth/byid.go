@@ -56,13 +56,6 @@ func (s *Store) CachedByID(id []byte) (cred *Credential, ok bool) {
 	return cred, ok
 }
 
-// KnownID reports whether memory holds id as a valid signing credential,
-// without reading the bucket.
-func (s *Store) KnownID(id []byte) bool {
-	_, ok := s.cachedByID(id)
-	return ok
-}
-
 func (s *Store) cachedByID(id []byte) (*Credential, bool) {
 	if !ValidRecordID(id) {
 		return nil, false
@@ -78,21 +71,7 @@ func (s *Store) cachedByID(id []byte) (*Credential, bool) {
 	if live, known := s.tokenCached(r.token, &r.rec.Credential, now); !live || !known {
 		return nil, false
 	}
-	n := 0
-	for _, p := range r.open.previous {
-		if !now.Before(p.until) {
-			break // latest first: the older ones end no later
-		}
-		live, known := s.tokenCached(p.token, &r.rec.Credential, now)
-		if !known {
-			return nil, false // LookupByID reads it
-		}
-		if !live {
-			break
-		}
-		n++
-	}
-	return r.open.variants[n], true
+	return r.open.variant(now, func(h Hash) (live, known bool) { return s.tokenCached(h, &r.rec.Credential, now) })
 }
 
 // signer is LookupByID's answer for what memory or the bucket said of an id.
@@ -113,14 +92,30 @@ func (s *Store) signer(ctx context.Context, r *idRecord) (*Credential, error) {
 	if err := s.tokenLive(ctx, r.token, &r.rec.Credential, now); err != nil {
 		return nil, err
 	}
+	cred, _ := o.variant(now, func(h Hash) (live, known bool) { return s.tokenLive(ctx, h, &r.rec.Credential, now) == nil, true })
+	return cred, nil
+}
+
+// variant is the credential whose secrets are the current one and those of
+// the previous versions still in their grace period at now: their end not
+// reached and their token live. known false from live means it cannot tell,
+// and then neither can variant.
+func (o *opened) variant(now time.Time, live func(Hash) (live, known bool)) (*Credential, bool) {
 	n := 0
 	for _, p := range o.previous {
-		if !now.Before(p.until) || s.tokenLive(ctx, p.token, &r.rec.Credential, now) != nil {
+		if !now.Before(p.until) {
 			break // latest first: the older ones end no later
+		}
+		ok, known := live(p.token)
+		if !known {
+			return nil, false
+		}
+		if !ok {
+			break
 		}
 		n++
 	}
-	return o.variants[n], nil
+	return o.variants[n], true
 }
 
 // tokenLive checks that the tok. record of h is valid, as Lookup would (not

@@ -179,8 +179,8 @@ func TestLookupByIDWarmCostsNoReadNoUnseal(t *testing.T) {
 	for range 10 {
 		check("from the event memory")
 	}
-	if !s.KnownID([]byte(c.id)) {
-		t.Fatal("KnownID false for a credential in memory")
+	if !knownID(s, []byte(c.id)) {
+		t.Fatal("known false for a credential in memory")
 	}
 	// Events are forgotten after a minute (by the next Apply); the cache
 	// then answers alone.
@@ -226,8 +226,8 @@ func TestLookupByIDMissFillsOnce(t *testing.T) {
 	defer s.Close()
 	c := newSigningCred(t, ring, "cred-miss", "a-sender-generated-secret", nil)
 	c.write(t, src) // in the bucket, no event seen
-	if s.KnownID([]byte(c.id)) {
-		t.Fatal("KnownID before any lookup")
+	if knownID(s, []byte(c.id)) {
+		t.Fatal("known before any lookup")
 	}
 	if got, err := s.LookupByID(context.Background(), []byte(c.id)); err != nil || string(got.Secrets[0]) != c.secret {
 		t.Fatalf("first lookup: %+v, %v", got, err)
@@ -244,8 +244,8 @@ func TestLookupByIDMissFillsOnce(t *testing.T) {
 	if r, u := src.reads.Load(), unseal.n.Load(); r != 2 || u != 1 {
 		t.Fatalf("after the fill: %d reads, %d unseals; want 2 and 1", r, u)
 	}
-	if !s.KnownID([]byte(c.id)) {
-		t.Fatal("KnownID false after the fill")
+	if !knownID(s, []byte(c.id)) {
+		t.Fatal("known false after the fill")
 	}
 }
 
@@ -340,8 +340,8 @@ func TestLookupByIDRefuses(t *testing.T) {
 			if got, err := s.LookupByID(context.Background(), []byte(tt.id)); !errors.Is(err, auth.ErrInvalidSigningCredential) {
 				t.Fatalf("after the events: %+v, %v", got, err)
 			}
-			if s.KnownID([]byte(tt.id)) {
-				t.Fatal("KnownID true")
+			if knownID(s, []byte(tt.id)) {
+				t.Fatal("known true")
 			}
 		})
 	}
@@ -395,7 +395,7 @@ func TestLookupByIDFillRacingDeleteCannotResurrect(t *testing.T) {
 	clock.set(clock.now().Add(2 * time.Minute))
 	s.Apply(auth.TokenKey(auth.HashToken([]byte("platform-token-other"))), jetstream.KeyValueDelete, nil, 7)
 	s.WaitCache()
-	if s.KnownID([]byte(c.id)) {
+	if knownID(s, []byte(c.id)) {
 		t.Fatal("deleted credential known after its event was forgotten")
 	}
 }
@@ -520,8 +520,8 @@ func TestLookupByIDDistrustedReadsTheBucket(t *testing.T) {
 	c := newSigningCred(t, ring, "cred-distrust", "s", nil)
 	c.write(t, src, s)
 	s.Distrust("test")
-	if s.KnownID([]byte(c.id)) {
-		t.Fatal("KnownID while distrusted")
+	if knownID(s, []byte(c.id)) {
+		t.Fatal("known while distrusted")
 	}
 	for i := range 3 {
 		if _, err := s.LookupByID(context.Background(), []byte(c.id)); err != nil {
@@ -535,4 +535,10 @@ func TestLookupByIDDistrustedReadsTheBucket(t *testing.T) {
 	if _, err := s.LookupByID(context.Background(), []byte(c.id)); !errors.Is(err, auth.ErrInvalidSigningCredential) {
 		t.Fatalf("distrusted lookup served memory: %v", err)
 	}
+}
+
+// knownID says whether memory alone holds id as a valid signing credential.
+func knownID(s *auth.Store, id []byte) bool {
+	_, ok := s.CachedByID(id)
+	return ok
 }

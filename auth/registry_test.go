@@ -238,7 +238,7 @@ func TestRevokeRefusesByIDOnEveryGateway(t *testing.T) {
 			for _, s := range stores {
 				waitSecrets(t, s, is.ID, is.SigningSecret)
 				hgtest.WaitFor(t, 5*time.Second, func() error {
-					if s.WaitCache(); !s.KnownID([]byte(is.ID)) {
+					if s.WaitCache(); !knownID(s, []byte(is.ID)) {
 						return errors.New("not known in memory yet")
 					}
 					return nil
@@ -255,8 +255,8 @@ func TestRevokeRefusesByIDOnEveryGateway(t *testing.T) {
 					}
 					return nil
 				})
-				if s.KnownID([]byte(is.ID)) {
-					t.Fatalf("gateway %d: KnownID after the revoke", i)
+				if knownID(s, []byte(is.ID)) {
+					t.Fatalf("gateway %d: known after the revoke", i)
 				}
 			}
 			t.Logf("refused on both gateways %s after the revoke", time.Since(start))
